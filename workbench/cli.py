@@ -1,0 +1,290 @@
+"""Command line: ``python -m workbench {demo,train,eval,predict,simulate,data} --help``.
+
+Any field of :class:`workbench.engine.TrainConfig` or of the method's ``Config`` can be set
+on ``train`` as ``--key=value`` (e.g. ``--epochs=40 --image_size=120,160 --label_smoothing=0.1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from workbench.methods import METHODS
+
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used (printed without a traceback)."""
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def coerce(value: str, type_name: str, key: str):
+    """Turn a command-line string into the type a dataclass field declares (as a string annotation)."""
+    optional = "None" in type_name
+    if optional and value.lower() in ("none", "null", ""):
+        return None
+    base = type_name.replace("| None", "").replace("None |", "").strip()
+    try:
+        if base == "bool":
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if base == "int":
+            return int(value)
+        if base == "float":
+            return float(value)
+        if base.startswith("tuple[int"):
+            return tuple(int(v) for v in value.replace("x", ",").split(","))
+        if base.startswith("tuple[float"):
+            return tuple(float(v) for v in value.split(","))
+        return value
+    except ValueError:
+        raise UsageError(f"--{key}={value!r}: expected {base}") from None
+
+
+def split_overrides(args: list[str]) -> dict[str, str]:
+    """``["--a=1", "--b", "2"]`` -> ``{"a": "1", "b": "2"}``; anything else is a usage error."""
+    out, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise UsageError(f"unexpected argument {arg!r}; settings are written --key=value")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            key, value = arg[2:], args[i + 1]
+            i += 1
+        else:
+            key, value = arg[2:], "true"
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def apply_overrides(instances: list, overrides: dict[str, str]) -> list:
+    """Replace fields of the given frozen dataclasses; unknown keys are an error listing the valid ones."""
+    fields = [{f.name: f for f in dataclasses.fields(obj)} for obj in instances]
+    unknown = [k for k in overrides if not any(k in f for f in fields)]
+    if unknown:
+        valid = sorted(set().union(*[f.keys() for f in fields]))
+        raise UsageError(f"unknown setting(s) {unknown}; valid settings: {', '.join(valid)}")
+    out = []
+    for obj, f in zip(instances, fields):
+        changes = {k: coerce(v, str(f[k].type), k) for k, v in overrides.items() if k in f}
+        try:
+            out.append(dataclasses.replace(obj, **changes))
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    return out
+
+
+def describe_config(obj) -> str:
+    return "\n".join(f"    --{f.name}={getattr(obj, f.name)!r}  ({f.type})" for f in dataclasses.fields(obj))
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_train(args, extra: list[str]) -> int:
+    from workbench.engine import TrainConfig, train
+    from workbench.metrics import format_summary
+
+    method = METHODS[args.method]
+    overrides = split_overrides(extra)
+    for key in ("data", "out", "epochs"):
+        if getattr(args, key) is not None:
+            overrides[key] = str(getattr(args, key))
+    if args.resume:
+        overrides["resume"] = "true"
+    config, method_config = apply_overrides([TrainConfig(out=f"runs/{args.method}"), method.Config()], overrides)
+    print(f"training {args.method} on {config.data or 'the synthetic default'} -> {config.out}", file=sys.stderr)
+    summary = train(method, method_config, config)
+    print(format_summary(summary))
+    print(f"run directory: {config.out}")
+    return 0
+
+
+def cmd_demo(args, extra: list[str]) -> int:
+    from workbench.demo import run_demo
+
+    return run_demo(Path(args.out), epochs=args.epochs)
+
+
+def cmd_eval(args, extra: list[str]) -> int:
+    from workbench.engine import evaluate_run, write_report
+    from workbench.metrics import format_summary
+
+    summary = evaluate_run(args.checkpoint, args.data, args.split, args.device, args.protocol)
+    print(format_summary(summary))
+    if args.out:
+        write_report(Path(args.out), summary, f"{args.data} / {args.split}")
+        print(f"report written to {args.out}/report.json")
+    return 0
+
+
+def cmd_predict(args, extra: list[str]) -> int:
+    from workbench.engine import predict_files, predict_split
+
+    if args.images:
+        written = predict_files(args.checkpoint, [Path(p) for p in args.images], Path(args.out), args.device)
+    elif args.data:
+        written = predict_split(args.checkpoint, args.data, args.split, Path(args.out), args.device)
+    else:
+        raise UsageError("give --images FILE... or --data DIR [--split NAME]")
+    print(f"wrote {len(written)} palette PNG masks to {args.out}")
+    return 0
+
+
+def cmd_simulate(args, extra: list[str]) -> int:
+    from workbench.data.dataset import parse_supervision
+    from workbench.data.folder import list_split, load_dataset_info, read_mask
+    from workbench.weak_labels import SimulationConfig, WeakLabelSet, save_weak_labels, simulate
+
+    info = load_dataset_info(args.data)
+    kinds = [k for k in parse_supervision(args.kind) if k != "dense"]
+    if not kinds:
+        raise UsageError("--kind must name weak labels (tags, points, scribbles, boxes), not dense")
+    (sim,) = apply_overrides([SimulationConfig()], split_overrides(extra))
+    labels = {}
+    for name in list_split(info, args.split):
+        mask = read_mask(info.mask_path(args.split, name), info)
+        labels[name] = simulate(mask, kinds, sim, key=name, num_classes=info.num_classes)
+    save_weak_labels(args.out, WeakLabelSet(info.classes, labels))
+    n_points = sum(len(w.points) for w in labels.values())
+    n_scribbles = sum(len(w.scribbles) for w in labels.values())
+    n_boxes = sum(len(w.boxes) for w in labels.values())
+    print(f"{len(labels)} images: {n_points} points, {n_scribbles} scribbles, {n_boxes} boxes -> {args.out}")
+    return 0
+
+
+def cmd_data(args, extra: list[str]) -> int:
+    from workbench.data import convert
+    from workbench.data.folder import validate_dataset
+    from workbench.data.synthetic import SyntheticConfig, generate
+
+    if args.action == "generate":
+        h, w = (int(v) for v in args.size.lower().split("x"))
+        root = generate(args.out, SyntheticConfig(height=h, width=w, train=args.train, val=args.val, seed=args.seed))
+        print(f"synthetic dataset written to {root}")
+        return 0
+    if args.action == "validate":
+        problems = validate_dataset(args.path)
+        for p in problems:
+            print(p)
+        print(f"{args.path}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+        return 0 if not problems else 1
+    if args.action == "convert":
+        if args.layout == "voc":
+            root = convert.convert_voc(args.path, args.out)
+        else:
+            root = convert.convert_index_masks(args.path, args.out, layout=args.layout, classes_file=args.classes)
+        print(f"converted {args.path} ({args.layout}) -> {root}")
+        return 0
+    raise UsageError(f"unknown data action {args.action!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="weakseg workbench: weakly supervised segmentation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the main job: synthetic data -> train -> per-class IoU report")
+    demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    demo.add_argument("--epochs", type=int, default=15)
+    demo.set_defaults(func=cmd_demo)
+
+    from workbench.engine import TrainConfig
+
+    methods_help = "\n".join(
+        f"  {name:<12} supervision {m.SUPERVISION}; settings:\n{describe_config(m.Config())}"
+        for name, m in METHODS.items()
+    )
+    train = sub.add_parser(
+        "train",
+        help="train a method",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a method. Extra settings are --key=value.",
+        epilog=f"methods:\n{methods_help}\n\nrun settings (TrainConfig):\n{describe_config(TrainConfig())}",
+    )
+    train.add_argument("--method", required=True, choices=sorted(METHODS))
+    train.add_argument("--data", help="dataset folder (default: the synthetic dataset, generated on first use)")
+    train.add_argument("--out", help="run directory (default runs/METHOD)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a trained run on a dataset split")
+    ev.add_argument("--checkpoint", required=True, help="run directory or its checkpoint/model.safetensors")
+    ev.add_argument("--data", required=True, help="dataset folder with the same classes")
+    ev.add_argument("--split", default="val")
+    ev.add_argument("--protocol", help="weak-shot protocol for base/novel/harmonic mIoU (default: the run's)")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--out", help="also write report.json / report.md here")
+    ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="write predictions as palette PNG index masks")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--images", nargs="+", help="image files")
+    pr.add_argument("--data", help="or a dataset folder ...")
+    pr.add_argument("--split", default="val", help="... and its split")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--device", default="auto")
+    pr.set_defaults(func=cmd_predict)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="simulate weak labels from a dataset's masks into a JSON file",
+        description="Extra settings (--points_per_region=2, --scribble_width=5, --seed=1, ...) are SimulationConfig fields.",
+    )
+    sim.add_argument("--data", required=True)
+    sim.add_argument("--split", default="train")
+    sim.add_argument("--kind", required=True, help="tags, points, scribbles, boxes or a '+' combination")
+    sim.add_argument("--out", required=True, help="JSON file to write")
+    sim.set_defaults(func=cmd_simulate)
+
+    data = sub.add_parser("data", help="generate synthetic data, validate or convert a dataset folder")
+    dsub = data.add_subparsers(dest="action", required=True)
+    gen = dsub.add_parser("generate", help="write the synthetic dataset")
+    gen.add_argument("--out", default="data/synthetic")
+    gen.add_argument("--size", default="64x64", help="HEIGHTxWIDTH")
+    gen.add_argument("--train", type=int, default=256)
+    gen.add_argument("--val", type=int, default=64)
+    gen.add_argument("--seed", type=int, default=0)
+    val = dsub.add_parser("validate", help="check every file of a dataset folder")
+    val.add_argument("path")
+    conv = dsub.add_parser("convert", help="convert PASCAL VOC or ADE20K / COCO-Stuff index-mask layouts")
+    conv.add_argument("path", help="source folder (VOCdevkit/VOC2012, ADEChallengeData2016, or a COCO-Stuff root)")
+    conv.add_argument("--layout", required=True, choices=["voc", "ade20k", "cocostuff"])
+    conv.add_argument("--out", required=True)
+    conv.add_argument("--classes", help="text file with one class name per line (ade20k/cocostuff)")
+    data.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from workbench.checkpoint import CheckpointError
+    from workbench.data.folder import DatasetError
+    from workbench.engine import ConfigError
+    from workbench.models import ModelError
+    from workbench.splits import SplitError
+    from workbench.weak_labels import WeakLabelError
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("train", "simulate"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args, extra)
+    except (UsageError, ConfigError, DatasetError, WeakLabelError, SplitError, ModelError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

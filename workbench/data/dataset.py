@@ -1,0 +1,181 @@
+"""A torch Dataset over one split of a dataset folder, with the chosen kind of supervision.
+
+Each item is a dict:
+
+- ``image``: ``(3, H, W)`` float32, ImageNet-normalised;
+- ``label``: ``(H, W)`` int64 training target: class ids, ``UNLABELED`` (254), ``IGNORE`` (255);
+- ``tags``: ``(C,)`` float32 multi-hot image-level tags;
+- ``index``: position in the split;
+- ``mask``: ``(H, W)`` int64 ground truth, **only** when ``include_gt=True`` (evaluation), so
+  that no weakly supervised method can read it by accident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from workbench.data.augment import Augment, augment_sample, resize_pair
+from workbench.data.folder import DatasetError, DatasetInfo, list_split, read_image, read_mask
+from workbench.splits import ClassSplit
+from workbench.weak_labels import (
+    IGNORE,
+    KINDS,
+    SimulationConfig,
+    WeakLabels,
+    WeakLabelSet,
+    rasterize,
+    simulate,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SUPERVISION_KINDS = ("dense",) + KINDS
+
+
+def parse_supervision(supervision: str) -> tuple[str, ...]:
+    """``"points+scribbles"`` -> ``("points", "scribbles")``; ``dense`` stands alone."""
+    kinds = tuple(k.strip() for k in supervision.split("+") if k.strip())
+    bad = [k for k in kinds if k not in SUPERVISION_KINDS]
+    if not kinds or bad:
+        raise DatasetError(f"unknown supervision {supervision!r}; use one of {SUPERVISION_KINDS} or a '+' combination")
+    if "dense" in kinds and len(kinds) > 1:
+        raise DatasetError("'dense' supervision already labels every pixel; do not combine it with weak kinds")
+    return kinds
+
+
+def normalize_image(image: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 normalised with the ImageNet statistics."""
+    x = torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).permute(2, 0, 1).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+@dataclass
+class _Base:
+    image: np.ndarray  # (h, w, 3) uint8 at the working size
+    mask: np.ndarray  # (h, w) uint8 ground truth at the working size
+    weak: WeakLabels | None  # at the working size
+    label: np.ndarray  # (h, w) uint8 un-augmented training target
+    tags: np.ndarray  # (C,) float32
+
+
+class SegmentationDataset(Dataset):
+    """One split, resized to ``size`` (default: the size of the split's first image)."""
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        split: str,
+        supervision: str = "dense",
+        size: tuple[int, int] | None = None,
+        augment: Augment | None = None,
+        weak_labels: WeakLabelSet | None = None,
+        simulation: SimulationConfig = SimulationConfig(),
+        class_split: ClassSplit | None = None,
+        include_gt: bool = False,
+        limit: int | None = None,
+    ) -> None:
+        self.info, self.split = info, split
+        self.kinds = parse_supervision(supervision)
+        self.names = list_split(info, split)[:limit]
+        if weak_labels is not None and tuple(weak_labels.classes) not in ((), info.classes):
+            raise DatasetError(
+                f"weak labels are for classes {list(weak_labels.classes)}, the dataset has {list(info.classes)}; "
+                "simulate or export them for this dataset"
+            )
+        self.weak_labels = weak_labels
+        self.simulation, self.class_split = simulation, class_split
+        self.augment, self.include_gt = augment, include_gt
+        if size is None:
+            size = read_image(info.image_path(split, self.names[0])).shape[:2]
+        if len(size) != 2 or min(size) < 8:
+            raise DatasetError(f"image size must be (height, width) of at least 8 pixels, got {size}")
+        self.size = (int(size[0]), int(size[1]))
+        self._cache: dict[int, _Base] = {}
+        self._full_masks: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def full_mask(self, index: int) -> np.ndarray:
+        """Ground truth at the original resolution (for evaluation), void = 255."""
+        if index not in self._full_masks:
+            name = self.names[index]
+            image = read_image(self.info.image_path(self.split, name))
+            self._full_masks[index] = read_mask(self.info.mask_path(self.split, name), self.info, shape=image.shape[:2])
+        return self._full_masks[index]
+
+    def weak(self, index: int) -> WeakLabels | None:
+        """The weak labels of an item at the working size (None for dense supervision)."""
+        return self._base(index).weak
+
+    def _base(self, index: int) -> _Base:
+        if index in self._cache:
+            return self._cache[index]
+        name = self.names[index]
+        image = read_image(self.info.image_path(self.split, name))
+        mask = read_mask(self.info.mask_path(self.split, name), self.info, shape=image.shape[:2])
+        h, w = self.size
+        weak = None
+        if self.kinds != ("dense",):
+            weak = self._weak_for(name, mask).resized(h, w)
+        image, mask = resize_pair(image, mask, h, w)
+        label = self._target(mask, weak)
+        tags = np.zeros(self.info.num_classes, dtype=np.float32)
+        present = np.unique(mask)
+        tags[present[present < self.info.num_classes]] = 1.0
+        if weak is not None:
+            tags = weak.tag_vector(self.info.num_classes)
+        base = _Base(np.array(image), np.array(mask), weak, label, tags)  # writable copies for torch
+        self._cache[index] = base
+        return base
+
+    def _weak_for(self, name: str, mask: np.ndarray) -> WeakLabels:
+        if self.weak_labels is None:
+            return simulate(mask, [k for k in self.kinds], self.simulation, key=name, num_classes=self.info.num_classes)
+        weak = self.weak_labels.labels.get(name)
+        if weak is None:  # an image nobody annotated yet: no label, no tag
+            return WeakLabels(mask.shape[0], mask.shape[1])
+        if (weak.height, weak.width) != mask.shape:
+            raise DatasetError(
+                f"weak labels of {name!r} are for a {weak.height}x{weak.width} image, the image is "
+                f"{mask.shape[0]}x{mask.shape[1]}; re-simulate or re-export them for this dataset"
+            )
+        return weak.only([k for k in self.kinds if k != "tags"])
+
+    def _target(self, mask: np.ndarray, weak: WeakLabels | None, padding: np.ndarray | None = None) -> np.ndarray:
+        """Dense: the mask itself. Weak: the rasterised labels, with crop padding (not GT void) ignored."""
+        label = mask.copy() if weak is None else rasterize(weak)
+        if weak is not None and padding is not None:
+            label[padding] = IGNORE
+        if self.class_split is not None:
+            label = self.class_split.hide_novel(label)
+        return label
+
+    def __getitem__(self, index: int) -> dict:
+        base = self._base(index)
+        image, mask, label = base.image, base.mask, base.label
+        if self.augment is not None:
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            if base.weak is None:
+                image, mask, _ = augment_sample(image, mask, None, self.augment, rng)
+                label = self._target(mask, None)
+            else:  # carry a blank map through the crop to learn where padding is, without reading GT void
+                carrier = mask if self.include_gt else np.zeros_like(mask)
+                image, carried, weak = augment_sample(image, carrier, base.weak, self.augment, rng)
+                padding = carried == IGNORE if not self.include_gt else None
+                label, mask = self._target(carried, weak, padding), carried
+        item = {
+            "image": normalize_image(image),
+            "label": torch.from_numpy(label.astype(np.int64)),
+            "tags": torch.from_numpy(base.tags),
+            "index": index,
+        }
+        if self.include_gt:
+            item["mask"] = torch.from_numpy(mask.astype(np.int64))
+        return item

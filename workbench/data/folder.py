@@ -1,0 +1,225 @@
+"""The dataset folder format, its reader and its validator.
+
+A dataset is a folder::
+
+    dataset.json                 classes, colors, ignore_index, splits, weak_shot_protocols
+    images/<split>/NAME.<image_ext>
+    masks/<split>/NAME.<mask_ext>    8-bit index PNG: class index per pixel, ignore_index = void
+
+``../shared/datasets/camvid`` and ``msrc21`` use it; the synthetic generator and the
+converters write it. Every problem raises :class:`DatasetError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+REQUIRED_KEYS = {"name": str, "classes": list, "colors": list, "ignore_index": int, "splits": dict}
+
+
+class DatasetError(ValueError):
+    """A dataset folder, file or value that cannot be used (the message says which and how to fix it)."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    root: Path
+    name: str
+    classes: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    ignore_index: int = 255
+    splits: dict[str, int] = field(default_factory=dict)
+    protocols: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    image_dir: str = "images"
+    mask_dir: str = "masks"
+    image_ext: str = ".png"
+    mask_ext: str = ".png"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def image_path(self, split: str, name: str) -> Path:
+        return self.root / self.image_dir / split / f"{name}{self.image_ext}"
+
+    def mask_path(self, split: str, name: str) -> Path:
+        return self.root / self.mask_dir / split / f"{name}{self.mask_ext}"
+
+    def to_json_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "image_dir": self.image_dir,
+            "mask_dir": self.mask_dir,
+            "image_ext": self.image_ext,
+            "mask_ext": self.mask_ext,
+            "ignore_index": self.ignore_index,
+            "classes": list(self.classes),
+            "colors": [list(c) for c in self.colors],
+            "splits": dict(self.splits),
+            "weak_shot_protocols": {k: {"novel": list(v)} for k, v in self.protocols.items()},
+        }
+
+
+def load_dataset_info(root: str | Path) -> DatasetInfo:
+    """Read and check ``root/dataset.json``."""
+    root = Path(root)
+    path = root / "dataset.json"
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder; pass the folder that holds dataset.json")
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: missing; a dataset folder needs a dataset.json (see README, 'Dataset folder format')"
+        )
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: not valid JSON ({err}); fix the syntax") from None
+    if not isinstance(doc, dict):
+        raise DatasetError(f"{path}: must hold a JSON object with keys {sorted(REQUIRED_KEYS)}")
+    for key, typ in REQUIRED_KEYS.items():
+        if key not in doc:
+            raise DatasetError(f"{path}: missing key '{key}' ({typ.__name__}); add it")
+        if not isinstance(doc[key], typ) or isinstance(doc[key], bool):
+            raise DatasetError(f"{path}: '{key}' must be a {typ.__name__}, got {type(doc[key]).__name__}")
+    classes = doc["classes"]
+    if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+        raise DatasetError(f"{path}: 'classes' must be a non-empty list of distinct names")
+    if len(classes) > 254:
+        raise DatasetError(
+            f"{path}: {len(classes)} classes; at most 254 fit an 8-bit mask beside the unlabelled/void values"
+        )
+    colors = doc["colors"]
+    if len(colors) != len(classes) or not all(
+        isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in colors
+    ):
+        raise DatasetError(f"{path}: 'colors' must be {len(classes)} [r, g, b] lists of ints 0..255, one per class")
+    ignore = doc["ignore_index"]
+    if not (0 <= ignore <= 255) or ignore < len(classes):
+        raise DatasetError(f"{path}: 'ignore_index' {ignore} must be in {len(classes)}..255 (not a class index)")
+    protocols = {}
+    for pname, proto in doc.get("weak_shot_protocols", {}).items():
+        novel = proto.get("novel") if isinstance(proto, dict) else None
+        if not isinstance(novel, list) or not novel:
+            raise DatasetError(f"{path}: weak_shot_protocols.{pname} must be {{'novel': [class names]}}")
+        unknown = [n for n in novel if n not in classes]
+        if unknown:
+            raise DatasetError(f"{path}: weak_shot_protocols.{pname} names unknown classes {unknown}; known: {classes}")
+        protocols[pname] = tuple(novel)
+    for key in ("image_dir", "mask_dir", "image_ext", "mask_ext"):
+        if key in doc and not isinstance(doc[key], str):
+            raise DatasetError(f"{path}: '{key}' must be a string")
+    return DatasetInfo(
+        root=root,
+        name=doc["name"],
+        classes=tuple(classes),
+        colors=tuple(tuple(c) for c in colors),
+        ignore_index=ignore,
+        splits={str(k): int(v) for k, v in doc["splits"].items()},
+        protocols=protocols,
+        image_dir=doc.get("image_dir", "images"),
+        mask_dir=doc.get("mask_dir", "masks"),
+        image_ext=doc.get("image_ext", ".png"),
+        mask_ext=doc.get("mask_ext", ".png"),
+    )
+
+
+def list_split(info: DatasetInfo, split: str) -> list[str]:
+    """Sorted image names of ``split``; every image must have its mask."""
+    folder = info.root / info.image_dir / split
+    if not folder.is_dir():
+        known = sorted(info.splits) or "none"
+        raise DatasetError(f"{folder}: no such split folder; splits in dataset.json: {known}")
+    names = sorted(p.name[: -len(info.image_ext)] for p in folder.iterdir() if p.name.endswith(info.image_ext))
+    if not names:
+        raise DatasetError(f"{folder}: no '*{info.image_ext}' images; check image_ext in dataset.json")
+    missing = [n for n in names if not info.mask_path(split, n).is_file()]
+    if missing:
+        raise DatasetError(
+            f"{info.root / info.mask_dir / split}: {len(missing)} mask(s) missing, e.g. {missing[0]}{info.mask_ext}; "
+            "every image needs a mask of the same name (an all-void mask if it has no labels)"
+        )
+    return names
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB; grayscale, RGBA, palette and 16-bit images are converted."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, dtype=np.float64)
+                arr = (255 * arr / max(arr.max(), 1)).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: image file missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"{path}: unreadable or corrupt image ({err}); re-export or remove it") from None
+
+
+def read_mask(path: str | Path, info: DatasetInfo, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """``(H, W)`` uint8 index mask with void mapped to 255; checks values and (optionally) size."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGB", "RGBA"):
+                raise DatasetError(
+                    f"{path}: color mask ({img.mode}); masks must be index masks (mode L or P) holding class "
+                    "indices: convert it with `python -m workbench data convert`"
+                )
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: mask file missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"{path}: unreadable or corrupt mask ({err}); re-export it") from None
+    if arr.ndim != 2:
+        raise DatasetError(f"{path}: mask must be 2-D, got shape {arr.shape}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise DatasetError(
+            f"{path}: mask is {arr.shape[0]}x{arr.shape[1]} but its image is {shape[0]}x{shape[1]}; "
+            "masks must have the size of their image"
+        )
+    bad = (arr >= info.num_classes) & (arr != info.ignore_index)
+    if bad.any():
+        values = sorted(set(np.unique(arr[bad]).tolist()))[:8]
+        raise DatasetError(
+            f"{path}: label values {values} are outside the {info.num_classes} classes (0..{info.num_classes - 1}) "
+            f"and not the ignore index {info.ignore_index}; fix the mask or the class list in dataset.json"
+        )
+    out = arr.astype(np.uint8)
+    if info.ignore_index != 255:
+        out[arr == info.ignore_index] = 255
+    return out
+
+
+def validate_dataset(root: str | Path, splits: list[str] | None = None) -> list[str]:
+    """Check every file of the dataset; return a list of problems (empty when all is well)."""
+    try:
+        info = load_dataset_info(root)
+    except DatasetError as err:
+        return [str(err)]
+    problems = []
+    for split in splits or sorted(info.splits):
+        try:
+            names = list_split(info, split)
+        except DatasetError as err:
+            problems.append(str(err))
+            continue
+        for name in names:
+            try:
+                image = read_image(info.image_path(split, name))
+                read_mask(info.mask_path(split, name), info, shape=image.shape[:2])
+            except DatasetError as err:
+                problems.append(str(err))
+        if info.splits.get(split) not in (None, len(names)):
+            problems.append(
+                f"{info.root}/dataset.json: splits.{split} says {info.splits[split]} images, found {len(names)}"
+            )
+    return problems

@@ -1,0 +1,392 @@
+"""The training loop, evaluation and prediction: one plain loop for every method.
+
+``train(method, method_config, TrainConfig(...))`` builds data and model, runs the epochs,
+writes metrics, checkpoints and a report into the run directory and returns the final
+evaluation. CPU or CUDA is chosen automatically; on CUDA the forward pass runs under bf16
+autocast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from workbench import checkpoint as ckpt
+from workbench.data.augment import Augment
+from workbench.data.dataset import SegmentationDataset, normalize_image, parse_supervision
+from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
+from workbench.data.synthetic import ensure_synthetic
+from workbench.io import atomic_write_text, save_index_png
+from workbench.metrics import confusion_matrix, format_summary, summarize
+from workbench.models import Backbone
+from workbench.splits import ClassSplit
+from workbench.weak_labels import SimulationConfig, load_weak_labels
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work (the message names the key and the valid range)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about a run except the method's own knobs. ``data=None`` uses the synthetic default."""
+
+    data: str | None = None
+    out: str = "runs/latest"
+    supervision: str | None = None  # None: the method's first supported kind
+    protocol: str | None = None  # weak-shot protocol from dataset.json
+    novel: str | None = None  # or an explicit comma-separated list of novel class names
+    weak_labels: str | None = None  # a weak-label JSON file instead of simulated labels
+    train_split: str = "train"
+    val_split: str = "val"
+    image_size: tuple[int, int] | None = None  # (height, width); None: the first image's size
+    limit_train: int | None = None
+    limit_val: int | None = None
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    arch: str = "Unet"
+    encoder: str = "resnet18"
+    encoder_weights: str | None = None
+    hflip: bool = True
+    scale_min: float = 1.0
+    scale_max: float = 1.0
+    points_per_region: int = 1
+    min_region_px: int = 4
+    point_radius: float = 0.0
+    scribble_width: float = 3.0
+    scribble_fraction: float = 1.0
+    sim_seed: int = 0
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    amp: bool = True
+    eval_every: int = 0  # evaluate every N epochs (0: only at the end)
+    log_every: int = 20
+    resume: bool = False
+    synthetic_root: str = "data/synthetic"
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("lr", "weight_decay", "scale_min", "scale_max", "point_radius", "scribble_width"):
+            v = getattr(self, key)
+            if not math.isfinite(v) or v < 0 or (key in ("lr", "scale_min", "scale_max", "scribble_width") and v == 0):
+                raise ConfigError(
+                    f"{key} must be a finite {'positive' if key != 'weight_decay' else 'non-negative'} number, got {v}"
+                )
+        if self.num_workers < 0 or self.eval_every < 0:
+            raise ConfigError("num_workers and eval_every must be >= 0")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 8):
+            raise ConfigError(f"image_size must be HEIGHT,WIDTH of at least 8 pixels each, got {self.image_size}")
+        if self.protocol and self.novel:
+            raise ConfigError("give either protocol or novel, not both")
+
+    @property
+    def backbone(self) -> Backbone:
+        return Backbone(self.arch, self.encoder, self.encoder_weights)
+
+    @property
+    def simulation(self) -> SimulationConfig:
+        return SimulationConfig(
+            points_per_region=self.points_per_region, min_region_px=self.min_region_px,
+            point_radius=self.point_radius, scribble_width=self.scribble_width,
+            scribble_fraction=self.scribble_fraction, seed=self.sim_seed,
+        )  # fmt: skip
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but CUDA is not available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def dataset_info(config: TrainConfig) -> DatasetInfo:
+    root = config.data if config.data is not None else ensure_synthetic(config.synthetic_root)
+    return load_dataset_info(root)
+
+
+def class_split(info: DatasetInfo, config: TrainConfig) -> ClassSplit | None:
+    if config.protocol:
+        return ClassSplit.from_protocol(info.classes, info.protocols, config.protocol)
+    if config.novel:
+        return ClassSplit.from_names(info.classes, [n.strip() for n in config.novel.split(",") if n.strip()])
+    return None
+
+
+def supervision_for(method: ModuleType, config: TrainConfig) -> str:
+    supervision = config.supervision or method.SUPERVISION[0]
+    kinds = parse_supervision(supervision)
+    unsupported = [k for k in kinds if k not in method.SUPERVISION]
+    if unsupported:
+        raise ConfigError(
+            f"method {method.__name__.rsplit('.', 1)[-1]} does not learn from {unsupported}; "
+            f"its supervision kinds are {method.SUPERVISION}"
+        )
+    return supervision
+
+
+def make_datasets(method: ModuleType, config: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset]:
+    info = dataset_info(config)
+    split = class_split(info, config)
+    weak = load_weak_labels(config.weak_labels) if config.weak_labels else None
+    train_ds = SegmentationDataset(
+        info, config.train_split, supervision_for(method, config), size=config.image_size,
+        augment=Augment(config.hflip, config.scale_min, config.scale_max), weak_labels=weak,
+        simulation=config.simulation, class_split=split, limit=config.limit_train,
+    )  # fmt: skip
+    val_ds = SegmentationDataset(
+        info, config.val_split, "dense", size=train_ds.size, include_gt=True, limit=config.limit_val
+    )
+    return train_ds, val_ds
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool, config: TrainConfig, device: torch.device, epoch: int = 0):
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # the order depends on the epoch only
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) > batch_size,
+        num_workers=config.num_workers, pin_memory=device.type == "cuda", generator=generator,
+        persistent_workers=False,
+    )  # fmt: skip
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+def train(
+    method: ModuleType,
+    method_config,
+    config: TrainConfig = TrainConfig(),
+    on_log: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    model: nn.Module | None = None,
+) -> dict:
+    """Train ``method`` and return the final evaluation summary (also in ``out/report.json``).
+
+    ``on_log`` receives every metrics record as it is written; ``should_stop`` is polled
+    every step (a dashboard's cancel button). ``model`` continues from given weights.
+    """
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    device = pick_device(config.device)
+    train_ds, val_ds = make_datasets(method, config)
+    info = train_ds.info
+    split = train_ds.class_split
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if model is None:
+        model = method.build(info.num_classes, method_config, config.backbone)
+    model = model.to(device)
+    steps_per_epoch = len(make_loader(train_ds, config.batch_size, True, config, device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
+    )
+    start_epoch = 0
+    state = ckpt.load_train_state(run_dir) if config.resume else None
+    if state is not None:
+        ckpt.load_weights(model, run_dir / ckpt.MODEL_FILE)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch = int(state["epoch"])
+    elif (run_dir / "metrics.jsonl").exists():
+        (run_dir / "metrics.jsonl").unlink()  # a fresh run in an old folder starts a fresh log
+    ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
+
+    def log(record: dict) -> None:
+        ckpt.append_jsonl(run_dir / "metrics.jsonl", record)
+        if on_log is not None:
+            on_log(record)
+
+    step = start_epoch * steps_per_epoch
+    total_steps = config.epochs * steps_per_epoch
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        loader = make_loader(train_ds, config.batch_size, True, config, device, epoch)
+        t0, running, n_seen = time.perf_counter(), {}, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
+        for batch in bar:
+            if should_stop is not None and should_stop():
+                log({"event": "stopped", "epoch": epoch, "step": step})
+                ckpt.save_checkpoint(run_dir, model)
+                return {"stopped": True, "epoch": epoch, "step": step}
+            batch = _to_device(batch, device)
+            batch["progress"] = step / max(total_steps - 1, 1)
+            with _autocast(device, config.amp):
+                outputs = method.training_step(model, batch, method_config)
+            loss = outputs["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            n_seen += batch["image"].shape[0]
+            for k, v in outputs.items():
+                running[k] = running.get(k, 0.0) + v.detach().float()
+            if step % config.log_every == 0:
+                record = {"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]}
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                log(record)
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "step": step, "seconds": seconds, "images_per_s": n_seen / max(seconds, 1e-9)}
+        record.update({f"train_{k}": float(v) / max(len(loader), 1) for k, v in running.items()})
+        if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
+            record["val_miou"] = evaluate(method, model, val_ds, device, split, config.batch_size)["miou"]
+        log(record)
+        train_state = {
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch + 1, "rng": torch.get_rng_state(),
+        }  # fmt: skip
+        ckpt.save_checkpoint(run_dir, model, train_state)
+    summary = evaluate(method, model, val_ds, device, split, config.batch_size)
+    write_report(run_dir, summary, f"{info.name} / {config.val_split}")
+    log({"event": "done", "step": step, "val_miou": summary["miou"]})
+    return summary
+
+
+def run_config(method, method_config, config: TrainConfig, info: DatasetInfo, split, train_ds) -> dict:
+    """What ``config.json`` holds: enough to rebuild the model and to read its predictions."""
+    return {
+        "method": method.__name__.rsplit(".", 1)[-1],
+        "method_config": dataclasses.asdict(method_config),
+        "train_config": dataclasses.asdict(config),
+        "supervision": "+".join(train_ds.kinds),
+        "image_size": list(train_ds.size),
+        "dataset": {"root": str(info.root), "name": info.name, "classes": list(info.classes),
+                    "colors": [list(c) for c in info.colors]},
+        "novel": list(split.novel) if split else [],
+    }  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate(
+    method: ModuleType,
+    model: nn.Module,
+    dataset: SegmentationDataset,
+    device: torch.device,
+    split: ClassSplit | None = None,
+    batch_size: int = 8,
+    config: TrainConfig = TrainConfig(),
+) -> dict:
+    """Summed confusion matrix over the split, at each image's original resolution."""
+    model.eval()
+    c = dataset.info.num_classes
+    cm = torch.zeros(c, c, dtype=torch.int64)
+    per_image = []
+    for batch in make_loader(dataset, batch_size, False, config, device):
+        with _autocast(device, config.amp):
+            scores = method.predict(model, batch["image"].to(device))
+        for score, index in zip(scores.float(), batch["index"].tolist()):
+            full = torch.from_numpy(dataset.full_mask(index).astype(np.int64))
+            pred = F.interpolate(score[None], size=full.shape, mode="bilinear", align_corners=False)[0].argmax(0).cpu()
+            image_cm = confusion_matrix(pred, full, c)
+            cm += image_cm
+            per_image.append({"name": dataset.names[index], "miou": summarize(image_cm, dataset.info.classes)["miou"]})
+    summary = summarize(cm, dataset.info.classes, split.novel if split else ())
+    summary["confusion_matrix"] = cm.tolist()
+    summary["per_image"] = per_image
+    return summary
+
+
+def write_report(run_dir: Path, summary: dict, title: str) -> None:
+    atomic_write_text(run_dir / "report.json", json.dumps(summary, indent=1))
+    table = format_summary(summary)
+    atomic_write_text(run_dir / "report.md", f"# Evaluation: {title}\n\n```\n{table}\n```\n")
+
+
+# ----------------------------------------------------------------------------- loading runs, predicting
+
+
+def load_run(path: str | Path, device: str = "auto") -> tuple[ModuleType, nn.Module, dict]:
+    """``(method module, model with weights, config.json dict)`` of a run directory or weights file."""
+    from workbench.methods import METHODS
+
+    run_dir, weights = ckpt.resolve_run(path)
+    cfg = ckpt.read_run_config(run_dir)
+    if cfg.get("method") not in METHODS:
+        raise ckpt.CheckpointError(f"{run_dir}: unknown method {cfg.get('method')!r}; known: {sorted(METHODS)}")
+    method = METHODS[cfg["method"]]
+    method_config = method.Config(**cfg["method_config"])
+    tc = cfg["train_config"]
+    backbone = Backbone(tc["arch"], tc["encoder"], None)
+    model = method.build(len(cfg["dataset"]["classes"]), method_config, backbone)
+    ckpt.load_weights(model, weights)
+    return method, model.to(pick_device(device)).eval(), cfg
+
+
+@torch.no_grad()
+def predict_image(method: ModuleType, model: nn.Module, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` uint8 prediction for an ``(H, W, 3)`` uint8 image, at the image's own size."""
+    from workbench.data.augment import resize_pair
+
+    device = next(model.parameters()).device
+    small, _ = resize_pair(image, np.zeros(image.shape[:2], np.uint8), *size)
+    scores = method.predict(model, normalize_image(small)[None].to(device)).float()
+    scores = F.interpolate(scores, size=image.shape[:2], mode="bilinear", align_corners=False)
+    return scores[0].argmax(0).byte().cpu().numpy()
+
+
+def predict_files(run: str | Path, images: list[Path], out_dir: Path, device: str = "auto") -> list[Path]:
+    """Write one palette PNG index mask per image into ``out_dir``."""
+    method, model, cfg = load_run(run, device)
+    colors = cfg["dataset"]["colors"]
+    written = []
+    for path in images:
+        image = read_image(path)
+        mask = predict_image(method, model, image, tuple(cfg["image_size"]))
+        target = out_dir / f"{Path(path).stem}.png"
+        save_index_png(target, mask, colors)
+        written.append(target)
+    return written
+
+
+def evaluate_run(
+    run: str | Path, data: str | Path, split: str = "val", device: str = "auto", protocol: str | None = None
+) -> dict:
+    """Evaluate a trained run on any dataset folder with the same classes."""
+    method, model, cfg = load_run(run, device)
+    info = load_dataset_info(data)
+    if list(info.classes) != cfg["dataset"]["classes"]:
+        raise DatasetError(
+            f"{info.root}: classes {list(info.classes)} differ from the run's {cfg['dataset']['classes']}; "
+            "evaluate on a dataset with the same classes"
+        )
+    novel = cfg.get("novel") or []
+    class_split = (
+        ClassSplit.from_protocol(info.classes, info.protocols, protocol)
+        if protocol
+        else (ClassSplit(info.classes, tuple(novel)) if novel else None)
+    )
+    dataset = SegmentationDataset(info, split, "dense", size=tuple(cfg["image_size"]), include_gt=True)
+    device_ = next(model.parameters()).device
+    return evaluate(method, model, dataset, device_, class_split)
+
+
+def predict_split(run: str | Path, data: str | Path, split: str, out_dir: Path, device: str = "auto") -> list[Path]:
+    info = load_dataset_info(data)
+    from workbench.data.folder import list_split
+
+    return predict_files(run, [info.image_path(split, n) for n in list_split(info, split)], out_dir, device)

@@ -1,0 +1,59 @@
+"""Small file helpers: everything the workbench writes lands atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    A crash half-way leaves the old file (or none), never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def palette_bytes(colors: list[list[int]] | np.ndarray) -> list[int]:
+    """A 768-entry PIL palette: the class colors, then white for ignore (255) and black elsewhere."""
+    pal = np.zeros((256, 3), dtype=np.uint8)
+    colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    pal[: len(colors)] = colors
+    pal[255] = 255
+    return pal.ravel().tolist()
+
+
+def save_index_png(path: str | Path, mask: np.ndarray, colors: list[list[int]] | np.ndarray) -> None:
+    """Save an ``(H, W)`` index mask as a palette PNG (values are class indices; colors for viewing)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.min(initial=0) < 0 or mask.max(initial=0) > 255:
+        raise ValueError(
+            f"index mask must be (H, W) with values 0..255, got {mask.shape} in [{mask.min()}, {mask.max()}]"
+        )
+    img = Image.fromarray(mask.astype(np.uint8))  # mode L; putpalette turns it into P
+    img.putpalette(palette_bytes(colors))
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

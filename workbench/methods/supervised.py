@@ -1,0 +1,40 @@
+"""Full supervision: cross-entropy on dense masks. The upper bound every weak method is compared to.
+
+With a weak-shot protocol the novel pixels are unlabelled, which gives the
+"supervised on base classes only" baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workbench.losses import sparse_cross_entropy
+from workbench.models import Backbone, build_smp
+
+SUPERVISION = ("dense",)
+
+
+@dataclass(frozen=True)
+class Config:
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:
+    return build_smp(backbone, num_classes)
+
+
+def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, torch.Tensor]:
+    logits = model(batch["image"])  # (B, C, H, W)
+    return {"loss": sparse_cross_entropy(logits, batch["label"], config.label_smoothing)}
+
+
+def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Class scores ``(B, C, H, W)`` for normalised ``(B, 3, H, W)`` images."""
+    return model(images)

@@ -1,0 +1,433 @@
+"""Weak-label types, their geometry, rasterisation, simulation from dense masks and JSON I/O.
+
+One set of types serves the CLI, the methods and the dashboard:
+
+- image tags: the set of classes present;
+- points: ``Point(row, col, cls)``, optionally a disk of ``radius`` pixels;
+- scribbles: ``Scribble(path, cls, width)``, a polyline of (row, col) vertices;
+- boxes: ``Box(row0, col0, row1, col1, cls)``, half-open pixel ranges.
+
+Coordinates are floats in pixel units of the image the labels belong to, so resizing,
+cropping and flipping move them exactly; they become pixels only in :func:`rasterize`.
+
+Label-map convention (shared by every method, see METHODS.md §6): values ``0..C-1`` are
+classes, ``UNLABELED`` (254) is a valid pixel without a label, ``IGNORE`` (255) is void or
+padding and is dropped everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order
+from skimage.morphology import skeletonize
+
+UNLABELED = 254
+IGNORE = 255
+KINDS = ("tags", "points", "scribbles", "boxes")
+JSON_FORMAT = "weakseg-weak-labels/1"
+
+
+class WeakLabelError(ValueError):
+    """A weak label that cannot be used as given (the message says how to fix it)."""
+
+
+@dataclass(frozen=True)
+class Point:
+    row: float
+    col: float
+    cls: int
+    radius: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scribble:
+    path: tuple[tuple[float, float], ...]
+    cls: int
+    width: float = 3.0
+
+
+@dataclass(frozen=True)
+class Box:
+    row0: float
+    col0: float
+    row1: float
+    col1: float
+    cls: int
+
+
+@dataclass(frozen=True)
+class WeakLabels:
+    """All weak annotations of one image of size ``height`` x ``width``."""
+
+    height: int
+    width: int
+    tags: frozenset[int] = frozenset()
+    points: tuple[Point, ...] = ()
+    scribbles: tuple[Scribble, ...] = ()
+    boxes: tuple[Box, ...] = ()
+
+    def validate(self, num_classes: int, where: str = "weak labels") -> WeakLabels:
+        """Raise :class:`WeakLabelError` naming the bad annotation; return self when all is well."""
+        if self.height <= 0 or self.width <= 0:
+            raise WeakLabelError(f"{where}: image size must be positive, got {self.height}x{self.width}")
+        for c in self.tags:
+            _check_class(c, num_classes, f"{where}: tag")
+        for i, p in enumerate(self.points):
+            _check_class(p.cls, num_classes, f"{where}: point {i}")
+            if not (0 <= p.row < self.height and 0 <= p.col < self.width):
+                raise WeakLabelError(
+                    f"{where}: point {i} at (row={p.row}, col={p.col}) is off the "
+                    f"{self.height}x{self.width} image; move it inside 0<=row<{self.height}, 0<=col<{self.width}"
+                )
+            if not np.isfinite(p.radius) or p.radius < 0:
+                raise WeakLabelError(f"{where}: point {i} radius must be >= 0, got {p.radius}")
+        for i, s in enumerate(self.scribbles):
+            _check_class(s.cls, num_classes, f"{where}: scribble {i}")
+            if len(s.path) < 2:
+                raise WeakLabelError(
+                    f"{where}: scribble {i} has {len(s.path)} vertex; a scribble needs at least 2 (use a Point for a click)"
+                )
+            if not np.all(np.isfinite(np.asarray(s.path, dtype=float))):
+                raise WeakLabelError(f"{where}: scribble {i} has a non-finite vertex")
+            if not np.isfinite(s.width) or s.width <= 0:
+                raise WeakLabelError(f"{where}: scribble {i} width must be > 0, got {s.width}")
+        for i, b in enumerate(self.boxes):
+            _check_class(b.cls, num_classes, f"{where}: box {i}")
+            if not (b.row1 > b.row0 and b.col1 > b.col0):
+                raise WeakLabelError(
+                    f"{where}: box {i} ({b.row0},{b.col0})-({b.row1},{b.col1}) is empty; row1>row0 and col1>col0 are needed"
+                )
+        return self
+
+    def only(self, kinds: Iterable[str]) -> WeakLabels:
+        """Keep only the annotation kinds named (tags are always kept: every weak label implies them)."""
+        kinds = set(kinds)
+        unknown = kinds - set(KINDS)
+        if unknown:
+            raise WeakLabelError(f"unknown weak-label kind(s) {sorted(unknown)}; choose from {KINDS}")
+        return replace(
+            self,
+            points=self.points if "points" in kinds else (),
+            scribbles=self.scribbles if "scribbles" in kinds else (),
+            boxes=self.boxes if "boxes" in kinds else (),
+        )
+
+    def resized(self, height: int, width: int) -> WeakLabels:
+        """The same annotations on the image resized to ``height`` x ``width``."""
+        sy, sx = height / self.height, width / self.width
+        scale = (sy + sx) / 2  # radii and widths follow the mean scale
+        return WeakLabels(
+            height,
+            width,
+            self.tags,
+            tuple(Point(p.row * sy, p.col * sx, p.cls, p.radius * scale) for p in self.points),
+            tuple(
+                Scribble(tuple((r * sy, c * sx) for r, c in s.path), s.cls, max(1.0, s.width * scale))
+                for s in self.scribbles
+            ),
+            tuple(Box(b.row0 * sy, b.col0 * sx, b.row1 * sy, b.col1 * sx, b.cls) for b in self.boxes),
+        )
+
+    def flipped(self) -> WeakLabels:
+        """Mirror left-right, as a horizontal flip of the image does."""
+        w = self.width
+        return replace(
+            self,
+            points=tuple(replace(p, col=w - 1 - p.col) for p in self.points),
+            scribbles=tuple(replace(s, path=tuple((r, w - 1 - c) for r, c in s.path)) for s in self.scribbles),
+            boxes=tuple(replace(b, col0=w - b.col1, col1=w - b.col0) for b in self.boxes),
+        )
+
+    def cropped(self, top: int, left: int, height: int, width: int) -> WeakLabels:
+        """Annotations of the window ``[top, top+height) x [left, left+width)``.
+
+        The window may reach past the image (padding). Points outside it are dropped,
+        boxes are clipped, scribbles keep their vertices (rasterisation clips them).
+        Tags stay image-level tags (METHODS.md §1.2 option b).
+        """
+        points = tuple(
+            replace(p, row=p.row - top, col=p.col - left)
+            for p in self.points
+            if 0 <= p.row - top < height and 0 <= p.col - left < width
+        )
+        scribbles = tuple(replace(s, path=tuple((r - top, c - left) for r, c in s.path)) for s in self.scribbles)
+        boxes = []
+        for b in self.boxes:
+            r0, r1 = max(b.row0 - top, 0), min(b.row1 - top, height)
+            c0, c1 = max(b.col0 - left, 0), min(b.col1 - left, width)
+            if r1 > r0 and c1 > c0:
+                boxes.append(Box(r0, c0, r1, c1, b.cls))
+        return WeakLabels(height, width, self.tags, points, scribbles, tuple(boxes))
+
+    def tag_vector(self, num_classes: int) -> np.ndarray:
+        """Multi-hot ``(num_classes,)`` float32 vector of the tags."""
+        vec = np.zeros(num_classes, dtype=np.float32)
+        vec[list(self.tags)] = 1.0
+        return vec
+
+    def num_clicks(self) -> int:
+        """A rough annotation cost: one per point, scribble, box (tags are one per tag)."""
+        return len(self.points) + len(self.scribbles) + len(self.boxes)
+
+
+def _check_class(c: int, num_classes: int, what: str) -> None:
+    if not (isinstance(c, (int, np.integer)) and 0 <= c < num_classes):
+        raise WeakLabelError(f"{what} has class {c!r}, outside 0..{num_classes - 1}; use a class index of the dataset")
+
+
+# ----------------------------------------------------------------------------- rasterisation
+
+
+def rasterize(weak: WeakLabels) -> np.ndarray:
+    """Sparse ``(H, W)`` uint8 label map: classes where annotated, ``UNLABELED`` elsewhere.
+
+    Boxes are drawn first and only where boxes of a single class cover a pixel (pixels
+    covered by boxes of two classes stay unlabelled); scribbles then points are drawn on
+    top, since they are the more precise annotations.
+    """
+    h, w = weak.height, weak.width
+    label = np.full((h, w), UNLABELED, dtype=np.uint8)
+    if weak.boxes:
+        owner = np.full((h, w), -1, dtype=np.int32)
+        for b in weak.boxes:
+            r0, r1 = int(np.floor(b.row0)), int(np.ceil(b.row1))
+            c0, c1 = int(np.floor(b.col0)), int(np.ceil(b.col1))
+            win = owner[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)]
+            win[win == -1] = b.cls
+            win[(win >= 0) & (win != b.cls)] = -2
+        label[owner >= 0] = owner[owner >= 0]
+    if weak.scribbles:
+        canvas = Image.fromarray(label)
+        draw = ImageDraw.Draw(canvas)
+        for s in weak.scribbles:
+            xy = [(c, r) for r, c in s.path]
+            width = max(1, int(round(s.width)))
+            draw.line(xy, fill=int(s.cls), width=width, joint="curve")
+            if width > 2:  # round caps so thick strokes end where they were drawn
+                rad = width / 2
+                for x, y in (xy[0], xy[-1]):
+                    draw.ellipse((x - rad, y - rad, x + rad, y + rad), fill=int(s.cls))
+        label = np.array(canvas)
+    for p in weak.points:
+        r, c = int(round(p.row)), int(round(p.col))
+        if p.radius < 0.5:
+            if 0 <= r < h and 0 <= c < w:
+                label[r, c] = p.cls
+            continue
+        rad = int(np.ceil(p.radius))
+        r0, r1, c0, c1 = max(r - rad, 0), min(r + rad + 1, h), max(c - rad, 0), min(c + rad + 1, w)
+        yy, xx = np.ogrid[r0:r1, c0:c1]
+        disk = (yy - r) ** 2 + (xx - c) ** 2 <= p.radius**2
+        label[r0:r1, c0:c1][disk] = p.cls
+    return label
+
+
+# ----------------------------------------------------------------------------- simulation
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """How weak labels are simulated from dense masks (the annotation budget).
+
+    ``points_per_region``: clicks per connected region; ``min_region_px``: smaller regions
+    get no point, scribble or box (annotators skip specks); ``scribble_fraction``: the share
+    of each region's skeleton path kept; ``point_radius``: 0 for single pixels (SPML dilates
+    points by 6 px, scribbles by 3).
+    """
+
+    points_per_region: int = 1
+    min_region_px: int = 4
+    point_radius: float = 0.0
+    scribble_width: float = 3.0
+    scribble_fraction: float = 1.0
+    scribble_step: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.points_per_region < 1:
+            raise WeakLabelError(f"points_per_region must be >= 1, got {self.points_per_region}")
+        if not (0 < self.scribble_fraction <= 1):
+            raise WeakLabelError(f"scribble_fraction must be in (0, 1], got {self.scribble_fraction}")
+        if self.min_region_px < 1 or self.scribble_step < 1:
+            raise WeakLabelError("min_region_px and scribble_step must be >= 1")
+        if self.scribble_width <= 0 or self.point_radius < 0:
+            raise WeakLabelError("scribble_width must be > 0 and point_radius >= 0")
+
+
+def image_rng(seed: int, key: str) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and the image's name, not on visiting order."""
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
+def simulate(
+    mask: np.ndarray,
+    kinds: Iterable[str],
+    config: SimulationConfig = SimulationConfig(),
+    key: str = "",
+    num_classes: int | None = None,
+) -> WeakLabels:
+    """Simulate weak labels of the given ``kinds`` from a dense ``(H, W)`` index mask.
+
+    Values ``>= num_classes`` (void, unlabelled) are never annotated. Deterministic in
+    ``(config.seed, key)``; pass the image name as ``key``.
+    """
+    kinds = set(kinds)
+    WeakLabels(1, 1).only(kinds)  # validates the kind names
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise WeakLabelError(f"mask must be (H, W), got shape {mask.shape}")
+    limit = num_classes if num_classes is not None else UNLABELED
+    classes = [int(c) for c in np.unique(mask) if c < limit]
+    rng = image_rng(config.seed, key)
+    points, scribbles, boxes = [], [], []
+    for c in classes:
+        regions, n = ndimage.label(mask == c, structure=np.ones((3, 3)))
+        for i, sl in enumerate(ndimage.find_objects(regions), start=1):
+            region = regions[sl] == i
+            if region.sum() < config.min_region_px:
+                continue
+            top, left = sl[0].start, sl[1].start
+            if "points" in kinds:
+                points += _interior_points(region, c, top, left, config, rng)
+            if "scribbles" in kinds:
+                scribbles += _skeleton_scribble(region, c, top, left, config)
+            if "boxes" in kinds:
+                boxes.append(Box(top, left, sl[0].stop, sl[1].stop, c))
+    return WeakLabels(mask.shape[0], mask.shape[1], frozenset(classes), tuple(points), tuple(scribbles), tuple(boxes))
+
+
+def _interior_points(region, cls, top, left, config, rng) -> list[Point]:
+    """Points drawn among the pixels at least half as deep inside the region as its centre."""
+    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    rows, cols = np.nonzero(depth >= 0.5 * depth.max())
+    pick = rng.choice(len(rows), size=min(config.points_per_region, len(rows)), replace=False)
+    return [Point(float(rows[k] + top), float(cols[k] + left), cls, config.point_radius) for k in pick]
+
+
+def _skeleton_scribble(region, cls, top, left, config) -> list[Scribble]:
+    """One scribble along the longest path of the region's skeleton (regions of 1-pixel skeleton get none)."""
+    skel = skeletonize(region)
+    rows, cols = np.nonzero(skel)
+    if len(rows) < 2:
+        return []
+    path = _longest_path(rows, cols)
+    keep = max(2, int(round(len(path) * config.scribble_fraction)))
+    start = (len(path) - keep) // 2
+    path = path[start : start + keep]
+    vertices = path[:: config.scribble_step]
+    if vertices[-1] != path[-1]:
+        vertices.append(path[-1])
+    if len(vertices) < 2:
+        return []
+    return [Scribble(tuple((float(r + top), float(c + left)) for r, c in vertices), cls, config.scribble_width)]
+
+
+def _longest_path(rows: np.ndarray, cols: np.ndarray) -> list[tuple[int, int]]:
+    """Approximate longest path in the 8-connected pixel graph: BFS to the farthest pixel, twice."""
+    index = {(r, c): i for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist()))}
+    src, dst = [], []
+    for (r, c), i in index.items():
+        for dr, dc in ((0, 1), (1, -1), (1, 0), (1, 1)):
+            j = index.get((r + dr, c + dc))
+            if j is not None:
+                src.append(i)
+                dst.append(j)
+    n = len(index)
+    graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n)).tocsr()
+    order = breadth_first_order(graph, 0, directed=False, return_predecessors=False)
+    far = order[-1]
+    order, pred = breadth_first_order(graph, far, directed=False, return_predecessors=True)
+    node, path = order[-1], []
+    while node >= 0:
+        path.append((int(rows[node]), int(cols[node])))
+        node = pred[node]
+    return path
+
+
+# ----------------------------------------------------------------------------- JSON I/O
+
+
+def to_json_dict(weak: WeakLabels) -> dict:
+    return {
+        "height": weak.height,
+        "width": weak.width,
+        "tags": sorted(int(t) for t in weak.tags),
+        "points": [[p.row, p.col, p.cls, p.radius] for p in weak.points],
+        "scribbles": [{"path": [list(v) for v in s.path], "cls": s.cls, "width": s.width} for s in weak.scribbles],
+        "boxes": [[b.row0, b.col0, b.row1, b.col1, b.cls] for b in weak.boxes],
+    }
+
+
+def from_json_dict(d: dict, where: str = "weak labels") -> WeakLabels:
+    """Parse one image's record; malformed records raise :class:`WeakLabelError` naming the field."""
+    try:
+        return WeakLabels(
+            int(d["height"]),
+            int(d["width"]),
+            frozenset(int(t) for t in d.get("tags", [])),
+            tuple(
+                Point(float(p[0]), float(p[1]), int(p[2]), float(p[3]) if len(p) > 3 else 0.0)
+                for p in d.get("points", [])
+            ),
+            tuple(
+                Scribble(tuple((float(r), float(c)) for r, c in s["path"]), int(s["cls"]), float(s.get("width", 3.0)))
+                for s in d.get("scribbles", [])
+            ),
+            tuple(Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(b[4])) for b in d.get("boxes", [])),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise WeakLabelError(
+            f"{where}: malformed record ({type(err).__name__}: {err}); expected "
+            "{height, width, tags: [c], points: [[row, col, cls, radius]], scribbles: [{path, cls, width}], "
+            "boxes: [[row0, col0, row1, col1, cls]]}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class WeakLabelSet:
+    """Weak labels of many images of one dataset split, keyed by image name."""
+
+    classes: tuple[str, ...]
+    labels: dict[str, WeakLabels] = field(default_factory=dict)
+
+
+def save_weak_labels(path: str | Path, weak_set: WeakLabelSet) -> None:
+    """Write a weak-label JSON file atomically."""
+    from workbench.io import atomic_write_text
+
+    doc = {
+        "format": JSON_FORMAT,
+        "classes": list(weak_set.classes),
+        "images": {name: to_json_dict(w) for name, w in sorted(weak_set.labels.items())},
+    }
+    atomic_write_text(path, json.dumps(doc))
+
+
+def load_weak_labels(path: str | Path) -> WeakLabelSet:
+    """Read and validate a weak-label JSON file written by :func:`save_weak_labels`."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WeakLabelError(
+            f"{path}: no such weak-label file; write one with `python -m workbench simulate`"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise WeakLabelError(f"{path}: not valid JSON ({err}); re-export the annotations") from None
+    if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT or not isinstance(doc.get("images"), dict):
+        raise WeakLabelError(f"{path}: not a weak-label file (expected 'format': '{JSON_FORMAT}', 'classes', 'images')")
+    classes = tuple(doc.get("classes", []))
+    labels = {}
+    for name, rec in doc["images"].items():
+        weak = from_json_dict(rec, where=f"{path}: image {name!r}")
+        labels[name] = weak.validate(len(classes), where=f"{path}: image {name!r}")
+    return WeakLabelSet(classes, labels)
