@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny synthetic dataset, a quick training config, real datasets when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.data.synthetic import SyntheticConfig, generate
+from workbench.engine import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """12 train / 4 val synthetic scenes of 32x32: enough to run every code path in seconds."""
+    return generate(tmp_path_factory.mktemp("data") / "synthetic", SyntheticConfig(height=32, width=32, train=12, val=4))
+
+
+@pytest.fixture
+def quick_config(synthetic_root, tmp_path) -> TrainConfig:
+    """One epoch, batch 4, on the tiny synthetic dataset, writing into a fresh run directory."""
+    return TrainConfig(data=str(synthetic_root), out=str(tmp_path / "run"), epochs=1, batch_size=4, log_every=1)
+
+
+def real_dataset(name: str) -> Path:
+    """Path of ../shared/datasets/NAME, or skip the test when the folder is absent."""
+    path = SHARED_DATASETS / name
+    if not (path / "dataset.json").is_file():
+        pytest.skip(f"real dataset {name} not found at {path}")
+    return path
