@@ -110,6 +110,18 @@ class SegmentationDataset(Dataset):
             self._full_masks[index] = read_mask(self.info.mask_path(self.split, name), self.info, shape=image.shape[:2])
         return self._full_masks[index]
 
+    def annotation_cost(self) -> dict[str, float]:
+        """Mean labelled pixels (at the working size) and clicks (points, scribbles, boxes) per image."""
+        c = self.info.num_classes
+        labelled = [float((self._base(i).label < c).sum()) for i in range(len(self))]
+        clicks = [self._base(i).weak.num_clicks() if self._base(i).weak else 0 for i in range(len(self))]
+        pixels = self.size[0] * self.size[1]
+        return {
+            "labelled_px_per_image": float(np.mean(labelled)),
+            "labelled_fraction": float(np.mean(labelled)) / pixels,
+            "clicks_per_image": float(np.mean(clicks)),
+        }
+
     def weak(self, index: int) -> WeakLabels | None:
         """The weak labels of an item at the working size (None for dense supervision)."""
         return self._base(index).weak
