@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test
+EXTRAS ?= test,ui
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup chromium demo test test-fast lint bench clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -14,11 +14,15 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $@
 
+# Browser tests drive Debian's chromium (never `playwright install`); CI runs as root on a fresh Debian machine.
+chromium:
+	command -v chromium || (apt-get update && apt-get install -y chromium)
+
 demo: setup
 	$(BIN)/python -m workbench demo
 
-test: setup
-	$(BIN)/python -m ruff check workbench tests bench
+test: setup chromium
+	$(BIN)/python -m ruff check workbench tests bench apps
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -26,7 +30,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m ruff format --check workbench tests bench
+	$(BIN)/python -m ruff format --check workbench tests bench apps
 
 clean:
 	rm -rf runs data/synthetic .pytest_cache
