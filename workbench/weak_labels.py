@@ -9,6 +9,8 @@ One set of types serves the CLI, the methods and the dashboard:
 
 Coordinates are floats in pixel units of the image the labels belong to, so resizing,
 cropping and flipping move them exactly; they become pixels only in :func:`rasterize`.
+Points and scribble vertices are pixel centres (pixel ``(r, c)`` is at ``(r, c)``); box
+edges are pixel borders (a box ``0, 0, 2, 2`` covers four pixels).
 
 Label-map convention (shared by every method, see METHODS.md §6): values ``0..C-1`` are
 classes, ``UNLABELED`` (254) is a valid pixel without a label, ``IGNORE`` (255) is void or
@@ -24,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order
@@ -125,13 +126,17 @@ class WeakLabels:
         """The same annotations on the image resized to ``height`` x ``width``."""
         sy, sx = height / self.height, width / self.width
         scale = (sy + sx) / 2  # radii and widths follow the mean scale
+
+        def centre(v: float, s: float) -> float:  # pixel centres move as PIL moves them: the edges stay edges
+            return (v + 0.5) * s - 0.5
+
         return WeakLabels(
             height,
             width,
             self.tags,
-            tuple(Point(p.row * sy, p.col * sx, p.cls, p.radius * scale) for p in self.points),
+            tuple(Point(centre(p.row, sy), centre(p.col, sx), p.cls, p.radius * scale) for p in self.points),
             tuple(
-                Scribble(tuple((r * sy, c * sx) for r, c in s.path), s.cls, max(1.0, s.width * scale))
+                Scribble(tuple((centre(r, sy), centre(c, sx)) for r, c in s.path), s.cls, max(1.0, s.width * scale))
                 for s in self.scribbles
             ),
             tuple(Box(b.row0 * sy, b.col0 * sx, b.row1 * sy, b.col1 * sx, b.cls) for b in self.boxes),
@@ -157,7 +162,7 @@ class WeakLabels:
         points = tuple(
             replace(p, row=p.row - top, col=p.col - left)
             for p in self.points
-            if 0 <= p.row - top < height and 0 <= p.col - left < width
+            if -0.5 <= p.row - top < height - 0.5 and -0.5 <= p.col - left < width - 0.5  # its pixel is inside
         )
         scribbles = tuple(replace(s, path=tuple((r - top, c - left) for r, c in s.path)) for s in self.scribbles)
         boxes = []
@@ -205,18 +210,8 @@ def rasterize(weak: WeakLabels) -> np.ndarray:
             win[win == -1] = b.cls
             win[(win >= 0) & (win != b.cls)] = -2
         label[owner >= 0] = owner[owner >= 0]
-    if weak.scribbles:
-        canvas = Image.fromarray(label)
-        draw = ImageDraw.Draw(canvas)
-        for s in weak.scribbles:
-            xy = [(c, r) for r, c in s.path]
-            width = max(1, int(round(s.width)))
-            draw.line(xy, fill=int(s.cls), width=width, joint="curve")
-            if width > 2:  # round caps so thick strokes end where they were drawn
-                rad = width / 2
-                for x, y in (xy[0], xy[-1]):
-                    draw.ellipse((x - rad, y - rad, x + rad, y + rad), fill=int(s.cls))
-        label = np.array(canvas)
+    for s in weak.scribbles:
+        _draw_scribble(label, s)
     for p in weak.points:
         r, c = int(round(p.row)), int(round(p.col))
         if p.radius < 0.5:
@@ -229,6 +224,39 @@ def rasterize(weak: WeakLabels) -> np.ndarray:
         disk = (yy - r) ** 2 + (xx - c) ** 2 <= p.radius**2
         label[r0:r1, c0:c1][disk] = p.cls
     return label
+
+
+def _draw_scribble(label: np.ndarray, scribble: Scribble) -> None:
+    """Label the pixels whose centre lies within ``width / 2`` of the polyline (round ends, exact under flips)."""
+    rad = max(scribble.width, 1.0) / 2
+    path = np.asarray(scribble.path, dtype=np.float64)  # (V, 2) rows, cols
+    starts, ends = path[:-1], path[1:]  # (S, 2) each
+    extent = np.ceil(np.maximum(starts, ends) + rad) - np.floor(np.minimum(starts, ends) - rad) + 1  # (S, 2)
+    if len(starts) * extent[:, 0].max() * extent[:, 1].max() <= _SCRIBBLE_BATCH_PX:
+        _draw_segments(label, starts, ends, rad, scribble.cls)
+    else:  # long segments: one at a time keeps memory small
+        for i in range(len(starts)):
+            _draw_segments(label, starts[i : i + 1], ends[i : i + 1], rad, scribble.cls)
+
+
+_SCRIBBLE_BATCH_PX = 1 << 20  # segments are rasterised together while their windows hold fewer pixels
+
+
+def _draw_segments(label: np.ndarray, starts: np.ndarray, ends: np.ndarray, rad: float, cls: int) -> None:
+    """Label pixels within ``rad`` of any segment ``starts[i] -> ends[i]`` (``(S, 2)`` arrays), in one window each."""
+    corner = np.floor(np.minimum(starts, ends) - rad).astype(np.int64)  # (S, 2) top-left of each window
+    size = (np.ceil(np.maximum(starts, ends) + rad).astype(np.int64) - corner + 1).max(0)
+    rows = corner[:, 0, None, None] + np.arange(size[0])[None, :, None]  # (S, K0, 1)
+    cols = corner[:, 1, None, None] + np.arange(size[1])[None, None, :]  # (S, 1, K1)
+    a_r, a_c = starts[:, 0, None, None], starts[:, 1, None, None]
+    d_r, d_c = (ends - starts)[:, 0, None, None], (ends - starts)[:, 1, None, None]
+    length2 = np.maximum(d_r**2 + d_c**2, 1e-12)
+    t = np.clip(((rows - a_r) * d_r + (cols - a_c) * d_c) / length2, 0, 1)  # nearest point on the segment
+    hit = (rows - a_r - t * d_r) ** 2 + (cols - a_c - t * d_c) ** 2 <= rad * rad + 1e-9  # (S, K0, K1)
+    h, w = label.shape
+    hit &= (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    rows, cols = np.broadcast_to(rows, hit.shape), np.broadcast_to(cols, hit.shape)
+    label[rows[hit], cols[hit]] = cls
 
 
 # ----------------------------------------------------------------------------- simulation
