@@ -101,6 +101,11 @@ def test_single_class_box_is_labelled_on_its_half_open_range():
     assert (label[2:6, 3:9] == 4).all()
 
 
+def test_fractional_box_labels_the_pixels_whose_centre_it_holds():
+    label = rasterize(WeakLabels(H, W, boxes=(Box(2.4, 3.6, 6.4, 9.5, 1),)))
+    assert labelled(label) == {(r, c) for r in range(2, 6) for c in range(4, 9)}
+
+
 def test_overlap_of_two_classes_stays_unlabelled():
     label = rasterize(WeakLabels(H, W, boxes=(Box(0, 0, 10, 10, 1), Box(5, 5, 15, 15, 2))))
     assert (label[5:10, 5:10] == UNLABELED).all()

@@ -204,8 +204,9 @@ def rasterize(weak: WeakLabels) -> np.ndarray:
     if weak.boxes:
         owner = np.full((h, w), -1, dtype=np.int32)
         for b in weak.boxes:
-            r0, r1 = int(np.floor(b.row0)), int(np.ceil(b.row1))
-            c0, c1 = int(np.floor(b.col0)), int(np.ceil(b.col1))
+            # pixels whose centre lies inside the box, as a nearest-neighbour resize of the mask would keep them
+            r0, r1 = int(np.ceil(b.row0 - 0.5)), int(np.ceil(b.row1 - 0.5))
+            c0, c1 = int(np.ceil(b.col0 - 0.5)), int(np.ceil(b.col1 - 0.5))
             win = owner[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)]
             win[win == -1] = b.cls
             win[(win >= 0) & (win != b.cls)] = -2
