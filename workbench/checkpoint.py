@@ -5,7 +5,8 @@ A run directory holds::
     config.json                    method, method config, train config, classes, colors
     metrics.jsonl                  one JSON record per logged step and per epoch
     checkpoint/model.safetensors   model weights (no pickle)
-    checkpoint/train_state.pt      optimizer, scheduler, epoch, RNG (read with weights_only=True)
+    checkpoint/train_state.pt      optimizer, scheduler, epoch, RNG and a copy of the weights
+                                   (read with weights_only=True)
     report.json, report.md         the final evaluation
 
 Every file is written atomically; loading never unpickles code.
@@ -53,13 +54,18 @@ def write_config(run_dir: Path, config: dict) -> None:
 
 
 def save_checkpoint(run_dir: Path, model: nn.Module, train_state: dict | None = None) -> None:
-    """Weights as safetensors, optimizer/scheduler/epoch/RNG as a weights-only torch file."""
+    """Weights as safetensors, optimizer/scheduler/epoch/RNG as a weights-only torch file.
+
+    The train state holds its own copy of the weights under ``"model"``: the two files are
+    renamed into place one after the other, and a kill between the renames must not pair new
+    weights with the old optimizer state when training resumes.
+    """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         save_file(_untie(state), str(tmp))
     if train_state is not None:
         with atomic_path(run_dir / STATE_FILE) as tmp:
-            torch.save(train_state, tmp)
+            torch.save({**train_state, "model": state}, tmp)
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -99,12 +105,16 @@ def read_run_config(run_dir: str | Path) -> dict:
         raise CheckpointError(f"{path}: unreadable run config ({err})") from None
 
 
-def load_weights(model: nn.Module, weights: str | Path) -> None:
-    """Load safetensors weights, with a clear error for another architecture or class count."""
-    try:
-        state = load_file(str(weights))
-    except Exception as err:  # noqa: BLE001 - any reader failure means "not a usable checkpoint"
-        raise CheckpointError(f"{weights}: unreadable checkpoint ({type(err).__name__}: {err})") from None
+def load_weights(model: nn.Module, weights: str | Path | dict[str, torch.Tensor]) -> None:
+    """Load safetensors weights (or a train state's ``"model"`` dict), with a clear error for
+    another architecture or class count."""
+    if isinstance(weights, dict):
+        state, weights = weights, "the training state's weights"
+    else:
+        try:
+            state = load_file(str(weights))
+        except Exception as err:  # noqa: BLE001 - any reader failure means "not a usable checkpoint"
+            raise CheckpointError(f"{weights}: unreadable checkpoint ({type(err).__name__}: {err})") from None
     own = model.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state]

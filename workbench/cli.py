@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {demo,train,eval,predict,simulate,data} --help``.
+"""Command line: ``python -m workbench {demo,train,eval,predict,simulate,data,annotations} --help``.
 
 Any field of :class:`workbench.engine.TrainConfig` or of the method's ``Config`` can be set
 on ``train`` as ``--key=value`` (e.g. ``--epochs=40 --image_size=120,160 --label_smoothing=0.1``).
@@ -190,6 +190,35 @@ def cmd_data(args, extra: list[str]) -> int:
     raise UsageError(f"unknown data action {args.action!r}")
 
 
+def cmd_annotations(args, extra: list[str]) -> int:
+    from workbench.annotations import AnnotationStore, export_png
+    from workbench.data.folder import list_split, load_dataset_info
+    from workbench.weak_labels import WeakLabelSet, load_weak_labels, save_weak_labels
+
+    if args.action == "import":
+        weak_set = load_weak_labels(args.json)
+        if not weak_set.classes:
+            raise UsageError(f"{args.json}: no 'classes' list; export it with `simulate` or `annotations export`")
+        with AnnotationStore(args.store, weak_set.classes) as store:
+            n = store.import_weak_label_set(weak_set)
+        print(f"imported the labels of {n} images into {args.store}")
+        return 0
+    if not Path(args.store).is_file():
+        raise UsageError(f"{args.store}: no annotation store there; annotate in the dashboard or `annotations import`")
+    info = load_dataset_info(args.data)
+    with AnnotationStore(args.store, info.classes) as store:
+        written = export_png(store, info, args.split, args.out)
+        if args.json:
+            names = set(list_split(info, args.split))
+            labels = {n: w for n, w in store.to_weak_label_set().labels.items() if n in names}
+            save_weak_labels(args.json, WeakLabelSet(info.classes, labels))
+        skipped = len(store.images()) - len(written)
+    print(f"wrote {len(written)} masks to {args.out}" + (f" and {args.json}" if args.json else ""))
+    if skipped:
+        print(f"skipped {skipped} annotated images that are not in split {args.split!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="weakseg workbench: weakly supervised segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,6 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--out", required=True)
     conv.add_argument("--classes", help="text file with one class name per line (ade20k/cocostuff)")
     data.set_defaults(func=cmd_data)
+
+    ann = sub.add_parser("annotations", help="import into or export from a SQLite annotation store")
+    asub = ann.add_subparsers(dest="action", required=True)
+    exp = asub.add_parser("export", help="PNG index masks (254 unlabelled) and optionally weak-label JSON of a split")
+    exp.add_argument("--store", required=True, help="the .sqlite annotation store")
+    exp.add_argument("--data", required=True, help="dataset folder the annotations were made on")
+    exp.add_argument("--split", default="train")
+    exp.add_argument("--out", required=True, help="folder for NAME.png masks")
+    exp.add_argument("--json", help="also write the labels as weak-label JSON (for train --weak_labels=FILE)")
+    imp = asub.add_parser("import", help="add a weak-label JSON file (e.g. from `simulate`) to a store")
+    imp.add_argument("--store", required=True, help="the .sqlite annotation store (created if missing)")
+    imp.add_argument("--json", required=True)
+    ann.set_defaults(func=cmd_annotations)
     return parser
 
 

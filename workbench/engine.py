@@ -207,7 +207,7 @@ def train(
     start_epoch = 0
     state = ckpt.load_train_state(run_dir) if config.resume else None
     if state is not None:
-        ckpt.load_weights(model, run_dir / ckpt.MODEL_FILE)
+        ckpt.load_weights(model, state.get("model", run_dir / ckpt.MODEL_FILE))  # the copy in step with the optimizer
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])

@@ -1,0 +1,245 @@
+"""kill -9 tests: the annotation store keeps every acknowledged edit; training resumes to the same weights.
+
+Both spawn real subprocesses and kill them with SIGKILL, so they are marked slow (about a minute each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from workbench.annotations import AnnotationStore
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("a", "b", "c")
+SIZE = (24, 24)
+N_IMAGES = 6
+KILLS = 50
+WARM_WRITERS = 2  # writers importing in the background while another one writes
+
+
+def _digest(store, image):
+    """Everything a user sees of one image (item ids, items, tags), hashed."""
+    items = sorted(store.items(image).items())
+    tags = sorted(store.weak_labels(image).tags) if items or image in store.images() else []
+    return hashlib.sha1(repr((items, tags)).encode()).hexdigest()[:16]
+
+
+WRITER = (
+    "import hashlib, random, sys\n"
+    "from workbench.annotations import AnnotationStore\n"
+    "from workbench.weak_labels import Box, Point, Scribble\n"
+    + inspect.getsource(_digest)
+    + f"CLASSES, SIZE, N_IMAGES = {CLASSES!r}, {SIZE!r}, {N_IMAGES}\n"
+    + """
+path, rng = sys.argv[1], random.Random(int(sys.argv[2]))
+print("ready", flush=True)
+sys.stdin.readline()  # "go": the kill timer starts now, not during the imports
+store = AnnotationStore(path, CLASSES)
+
+
+def item():
+    r, c, k = rng.uniform(0, SIZE[0] - 1), rng.uniform(0, SIZE[1] - 1), rng.randrange(len(CLASSES))
+    kind = rng.random()
+    if kind < 0.5:
+        return Point(r, c, k, rng.choice([0.0, 2.0]))
+    if kind < 0.8:
+        path = tuple((rng.uniform(0, SIZE[0]), rng.uniform(0, SIZE[1])) for _ in range(rng.randrange(2, 6)))
+        return Scribble(path, k, rng.uniform(1, 5))
+    return Box(r / 2, c / 2, r / 2 + 3, c / 2 + 3, k)
+
+
+while True:
+    image = f"im{rng.randrange(N_IMAGES)}"
+    ids = list(store.items(image))
+    last = max([h["id"] for h in store.history(image)], default=0)
+    u = rng.random()
+    if u < 0.4 or not ids:
+        store.add(image, item(), SIZE)
+    elif u < 0.55:
+        store.replace(image, rng.choice(ids), item())
+    elif u < 0.65:
+        store.remove(image, rng.choice(ids))
+    elif u < 0.72:
+        store.set_tags(image, rng.sample(range(len(CLASSES)), rng.randrange(3)), SIZE)
+    elif u < 0.88:
+        store.undo(image)
+    else:
+        store.redo(image)
+    new = max([h["id"] for h in store.history(image)], default=0)
+    print(image, new if new > last else 0, _digest(store, image), flush=True)  # acknowledged: committed
+"""
+)
+
+
+def _spawn_writer(path: Path, seed: int) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(seed)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+def _replayed_state(db: sqlite3.Connection, image: str) -> tuple[dict, list]:
+    """Items and tags rebuilt from the edits that are done, oldest first; each edit's 'before' must match."""
+    items, tags = {}, []
+    for (changes,) in db.execute("SELECT changes FROM edits WHERE image = ? AND state = 'done' ORDER BY id", (image,)):
+        changes = json.loads(changes)
+        for item_id, before, after in changes["items"]:
+            assert items.get(item_id) == before, f"edit history of {image} does not chain at item {item_id}"
+            items[item_id] = after
+        if changes["tags"] is not None:
+            assert tags == changes["tags"][0]
+            tags = changes["tags"][1]
+    return {k: v for k, v in items.items() if v is not None}, tags
+
+
+@pytest.mark.slow
+def test_store_keeps_every_acknowledged_edit_through_50_kills(tmp_path):
+    path = tmp_path / "annotations.sqlite"
+    rng = random.Random(0)
+    writers = [_spawn_writer(path, seed) for seed in range(WARM_WRITERS)]
+    acked_edits, acked_ops, torn_rounds = {}, 0, 0
+    reader = AnnotationStore(path, CLASSES)  # reads during every burst, as a training thread would
+    for kill in range(KILLS):
+        proc = writers.pop(0)
+        writers.append(_spawn_writer(path, kill + WARM_WRITERS))
+        assert proc.stdout.readline() == "ready\n", proc.stderr.read()
+        lines: list[str] = []
+        pump = threading.Thread(target=lines.extend, args=(proc.stdout,))
+        pump.start()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + rng.uniform(0.0, 0.4)
+        while time.monotonic() < deadline:
+            reader.to_weak_label_set()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        pump.join()
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+        last_seen = {}
+        for line in lines:
+            if line.endswith("\n"):  # a line cut by the kill was never acknowledged
+                image, edit_id, digest = line.split()
+                acked_ops += 1
+                last_seen[image] = digest
+                if int(edit_id):
+                    acked_edits[int(edit_id)] = image
+        # The writer may have committed one more edit after its last acknowledgement, never fewer.
+        changed = [image for image, digest in last_seen.items() if _digest(reader, image) != digest]
+        assert len(changed) <= 1, f"kill {kill}: acknowledged state lost for {changed}"
+        torn_rounds += bool(changed)
+    reader.close()
+    for proc in writers:
+        proc.kill()
+        proc.wait()
+
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    stored = dict(db.execute("SELECT id, image FROM edits"))
+    missing = {e: im for e, im in acked_edits.items() if stored.get(e) != im}
+    assert not missing, f"acknowledged edits lost: {sorted(missing)[:10]}"
+    for (image,) in db.execute("SELECT name FROM images"):
+        items, tags = _replayed_state(db, image)
+        current = dict(db.execute("SELECT id, data FROM items WHERE image = ? AND data IS NOT NULL", (image,)))
+        assert current == items
+        assert json.loads(db.execute("SELECT tags FROM images WHERE name = ?", (image,)).fetchone()[0]) == tags
+    db.close()
+    assert acked_ops > KILLS, "the writers hardly wrote anything before being killed"
+    print(
+        f"\n{KILLS} kills survived; {acked_ops} acknowledged operations checked "
+        f"({len(acked_edits)} edit rows by id, the rest by state); {torn_rounds} kills landed after an "
+        "unacknowledged commit"
+    )
+
+
+# ----------------------------------------------------------------------------- training resume
+
+
+def _train_command(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "workbench", "train", "--method", "partial_ce", "--data", str(data), "--out", str(out),
+        "--epochs", "3", "--batch_size=4", "--seed=3", "--log_every=1", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_training_resumed_after_kill_matches_an_uninterrupted_run(tmp_path, synthetic_root):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "env": env, "cwd": REPO}
+    reference = subprocess.Popen(_train_command(synthetic_root, ref_dir), **quiet)
+    victim = subprocess.Popen(_train_command(synthetic_root, run_dir), **quiet)
+    state_file = run_dir / "checkpoint" / "train_state.pt"
+    while not state_file.exists() and victim.poll() is None:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (run_dir / "report.json").exists()
+    killed_at = torch.load(state_file, weights_only=True)["epoch"]
+
+    resumed = subprocess.run(_train_command(synthetic_root, run_dir, "--resume"), **quiet)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert reference.wait() == 0, reference.stderr.read().decode()
+
+    ref, got = load_file(ref_dir / "checkpoint/model.safetensors"), load_file(run_dir / "checkpoint/model.safetensors")
+    assert ref.keys() == got.keys()
+    max_diff = max((ref[k].double() - got[k].double()).abs().max().item() for k in ref)
+    ref_miou = json.loads((ref_dir / "report.json").read_text())["miou"]
+    got_miou = json.loads((run_dir / "report.json").read_text())["miou"]
+    print(f"\nkilled after epoch {killed_at} of 3; max |weight diff| {max_diff:.3g}; mIoU {got_miou} vs {ref_miou}")
+    assert max_diff <= 1e-6
+    assert abs(got_miou - ref_miou) <= 1e-6
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL at one exact instant, which a real kill would hit only by chance."""
+
+
+@pytest.mark.slow
+def test_a_kill_between_the_weights_and_the_train_state_resumes_exactly(quick_config, monkeypatch):
+    """The weights file is renamed into place before the optimizer state; dying in between must not
+    pair new weights with the old optimizer state."""
+    from dataclasses import replace
+
+    from workbench import checkpoint
+    from workbench.engine import train
+    from workbench.methods import partial_ce
+
+    config = replace(quick_config, epochs=2, seed=5)
+    reference = train(partial_ce, partial_ce.Config(), replace(config, out=config.out + "_reference"))
+    real_save = torch.save
+
+    def save_then_die_at_epoch_2(obj, path, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("epoch") == 2:
+            raise _Killed
+        real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_then_die_at_epoch_2)
+    with pytest.raises(_Killed):
+        train(partial_ce, partial_ce.Config(), config)
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    run = Path(config.out)
+    assert torch.load(run / "checkpoint/train_state.pt", weights_only=True)["epoch"] == 1
+    assert not list(run.rglob("*.tmp")), "a temporary file was left behind"
+
+    resumed = train(partial_ce, partial_ce.Config(), replace(config, resume=True))
+    ref, got = load_file(config.out + "_reference/checkpoint/model.safetensors"), load_file(run / checkpoint.MODEL_FILE)
+    assert max((ref[k] - got[k]).abs().max().item() for k in ref) <= 1e-6
+    assert resumed["miou"] == pytest.approx(reference["miou"], abs=1e-6)
