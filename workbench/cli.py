@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -39,14 +40,17 @@ def coerce(value: str, type_name: str, key: str):
         if base == "int":
             return int(value)
         if base == "float":
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # every range check lets NaN through
+                raise ValueError(value)
+            return number
         if base.startswith("tuple[int"):
             return tuple(int(v) for v in value.replace("x", ",").split(","))
         if base.startswith("tuple[float"):
             return tuple(float(v) for v in value.split(","))
         return value
     except ValueError:
-        raise UsageError(f"--{key}={value!r}: expected {base}") from None
+        raise UsageError(f"--{key}={value!r}: expected {'a finite float' if base == 'float' else base}") from None
 
 
 def split_overrides(args: list[str]) -> dict[str, str]:
@@ -93,6 +97,7 @@ def describe_config(obj) -> str:
 
 
 def cmd_train(args, extra: list[str]) -> int:
+    from workbench import dist
     from workbench.engine import TrainConfig, train
     from workbench.metrics import format_summary
 
@@ -106,8 +111,10 @@ def cmd_train(args, extra: list[str]) -> int:
     config, method_config = apply_overrides([TrainConfig(out=f"runs/{args.method}"), method.Config()], overrides)
     print(f"training {args.method} on {config.data or 'the synthetic default'} -> {config.out}", file=sys.stderr)
     summary = train(method, method_config, config)
-    print(format_summary(summary))
-    print(f"run directory: {config.out}")
+    if dist.is_main():
+        print(format_summary(summary))
+        print(f"run directory: {config.out}")
+    dist.shutdown()
     return 0
 
 

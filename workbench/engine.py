@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from workbench import checkpoint as ckpt
+from workbench import dist
 from workbench.data.augment import Augment
 from workbench.data.dataset import SegmentationDataset, normalize_image, parse_supervision
 from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
@@ -33,11 +36,30 @@ from workbench.io import atomic_write_text, save_index_png
 from workbench.metrics import confusion_matrix, format_summary, summarize
 from workbench.models import Backbone
 from workbench.splits import ClassSplit
-from workbench.weak_labels import SimulationConfig, load_weak_labels
+from workbench.weak_labels import SimulationConfig, WeakLabelError, load_weak_labels
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work (the message names the key and the valid range)."""
+
+
+def check_numbers(config) -> None:
+    """Int fields must hold whole numbers and float fields finite ones, in any config dataclass.
+
+    Range checks such as ``lr > 0`` let NaN through (every comparison with NaN is False), and
+    2.5 epochs would fail far from its cause.
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind = (f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")).replace(" | None", "")
+        if value is None or kind not in ("int", "float"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{f.name} must be a number, got {value!r}")
+        if kind == "int" and not isinstance(value, numbers.Integral):
+            raise ConfigError(f"{f.name} must be a whole number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -75,12 +97,15 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     amp: bool = True
+    channels_last: bool = False  # NHWC tensors: faster convolutions on recent GPUs
+    compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
     eval_every: int = 0  # evaluate every N epochs (0: only at the end)
     log_every: int = 20
     resume: bool = False
     synthetic_root: str = "data/synthetic"
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         for key in ("epochs", "batch_size", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -92,7 +117,20 @@ class TrainConfig:
                 )
         if self.num_workers < 0 or self.eval_every < 0:
             raise ConfigError("num_workers and eval_every must be >= 0")
-        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 8):
+        for key in ("limit_train", "limit_val"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1 (or None for every image), got {getattr(self, key)}")
+        if self.seed < 0 or self.sim_seed < 0:
+            raise ConfigError(f"seed and sim_seed must be >= 0, got {self.seed} and {self.sim_seed}")
+        try:
+            _ = self.simulation  # SimulationConfig checks its own fields
+        except WeakLabelError as err:
+            raise ConfigError(str(err)) from None
+        if self.image_size is not None and (
+            len(self.image_size) != 2
+            or not all(isinstance(v, numbers.Integral) for v in self.image_size)
+            or min(self.image_size) < 8
+        ):
             raise ConfigError(f"image_size must be HEIGHT,WIDTH of at least 8 pixels each, got {self.image_size}")
         if self.protocol and self.novel:
             raise ConfigError("give either protocol or novel, not both")
@@ -159,16 +197,34 @@ def make_datasets(method: ModuleType, config: TrainConfig) -> tuple[Segmentation
 
 
 def make_loader(dataset, batch_size: int, shuffle: bool, config: TrainConfig, device: torch.device, epoch: int = 0):
-    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # the order depends on the epoch only
+    """A loader over this rank's share of ``dataset``; ``batch_size`` is the global batch.
+
+    Training draws one seeded permutation per epoch and deals it out across ranks, so the
+    global batches are the same for one process or several. Evaluation shards by index,
+    without the padding duplicates DistributedSampler would add.
+    """
+    world = dist.world_size()
+    if shuffle and batch_size % world:
+        raise ConfigError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
+    per_rank = batch_size // world if shuffle else batch_size
+    if shuffle:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world, rank=dist.rank(), shuffle=True, seed=config.seed, drop_last=world > 1
+        )
+        sampler.set_epoch(epoch)
+    else:
+        sampler = list(range(dist.rank(), len(dataset), world))
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) > batch_size,
-        num_workers=config.num_workers, pin_memory=device.type == "cuda", generator=generator,
-        persistent_workers=False,
+        dataset, batch_size=per_rank, sampler=sampler, drop_last=shuffle and len(sampler) > per_rank,
+        num_workers=config.num_workers, pin_memory=device.type == "cuda", persistent_workers=False,
     )  # fmt: skip
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+def _to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
+    out = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    if channels_last:
+        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -187,64 +243,71 @@ def train(
 
     ``on_log`` receives every metrics record as it is written; ``should_stop`` is polled
     every step (a dashboard's cancel button). ``model`` continues from given weights.
+    Under ``torchrun`` the model is wrapped in DistributedDataParallel and rank 0 alone
+    writes the run directory; ``training_step`` must therefore call ``model(...)`` rather
+    than the model's submodules.
     """
+    check_numbers(method_config)  # before anything is written
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    device = pick_device(config.device)
+    device = dist.init_from_env(pick_device(config.device))
     train_ds, val_ds = make_datasets(method, config)
-    info = train_ds.info
-    split = train_ds.class_split
+    info, split = train_ds.info, train_ds.class_split
     run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if split is not None and getattr(method_config, "novel", None) == ():  # weak-shot methods that need the
+        method_config = dataclasses.replace(method_config, novel=split.novel)  # novel ids get them from the split
     if model is None:
         model = method.build(info.num_classes, method_config, config.backbone)
     model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = len(make_loader(train_ds, config.batch_size, True, config, device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
     )
-    start_epoch = 0
-    state = ckpt.load_train_state(run_dir) if config.resume else None
-    if state is not None:
-        ckpt.load_weights(model, state.get("model", run_dir / ckpt.MODEL_FILE))  # the copy in step with the optimizer
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
-    elif (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()  # a fresh run in an old folder starts a fresh log
-    ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
+    start_epoch = _resume(run_dir, model, optimizer, scheduler) if config.resume else 0
+    if dist.is_main():
+        if start_epoch == 0 and (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()  # a fresh run in an old folder starts a fresh log
+        ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
+    trained = _wrap(model, device, config)
 
     def log(record: dict) -> None:
-        ckpt.append_jsonl(run_dir / "metrics.jsonl", record)
-        if on_log is not None:
-            on_log(record)
+        if dist.is_main():
+            ckpt.append_jsonl(run_dir / "metrics.jsonl", record)
+            if on_log is not None:
+                on_log(record)
 
     step = start_epoch * steps_per_epoch
     total_steps = config.epochs * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
-        model.train()
+        trained.train()
         loader = make_loader(train_ds, config.batch_size, True, config, device, epoch)
         t0, running, n_seen = time.perf_counter(), {}, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
+        bar = tqdm(
+            loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if dist.is_main() else True
+        )
         for batch in bar:
             if should_stop is not None and should_stop():
                 log({"event": "stopped", "epoch": epoch, "step": step})
-                ckpt.save_checkpoint(run_dir, model)
+                if dist.is_main():
+                    ckpt.save_checkpoint(run_dir, model)
                 return {"stopped": True, "epoch": epoch, "step": step}
-            batch = _to_device(batch, device)
+            batch = _to_device(batch, device, config.channels_last)
             batch["progress"] = step / max(total_steps - 1, 1)
             with _autocast(device, config.amp):
-                outputs = method.training_step(model, batch, method_config)
+                outputs = method.training_step(trained, batch, method_config)
             loss = outputs["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             step += 1
-            n_seen += batch["image"].shape[0]
-            for k, v in outputs.items():
+            n_seen += batch["image"].shape[0] * dist.world_size()
+            for k, v in outputs.items():  # device tensors: no host synchronisation inside the loop
                 running[k] = running.get(k, 0.0) + v.detach().float()
             if step % config.log_every == 0:
                 record = {"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]}
@@ -254,17 +317,63 @@ def train(
         record = {"epoch": epoch + 1, "step": step, "seconds": seconds, "images_per_s": n_seen / max(seconds, 1e-9)}
         record.update({f"train_{k}": float(v) / max(len(loader), 1) for k, v in running.items()})
         if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
-            record["val_miou"] = evaluate(method, model, val_ds, device, split, config.batch_size)["miou"]
+            record["val_miou"] = evaluate(method, model, val_ds, device, split, config.batch_size, config)["miou"]
         log(record)
-        train_state = {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "epoch": epoch + 1, "rng": torch.get_rng_state(),
-        }  # fmt: skip
-        ckpt.save_checkpoint(run_dir, model, train_state)
-    summary = evaluate(method, model, val_ds, device, split, config.batch_size)
-    write_report(run_dir, summary, f"{info.name} / {config.val_split}")
-    log({"event": "done", "step": step, "val_miou": summary["miou"]})
+        if dist.is_main():
+            train_state = {
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1, "rng": torch.get_rng_state(),
+            }  # fmt: skip
+            ckpt.save_checkpoint(run_dir, model, train_state)
+    summary = evaluate(method, model, val_ds, device, split, config.batch_size, config)
+    in_sync = dist.params_in_sync(model)
+    if dist.is_main():
+        write_report(run_dir, summary, f"{info.name} / {config.val_split}")
+    log(
+        {
+            "event": "done",
+            "step": step,
+            "val_miou": summary["miou"],
+            "world_size": dist.world_size(),
+            "ranks_in_sync": in_sync,
+        }
+    )
+    dist.barrier()
     return summary
+
+
+def _resume(run_dir: Path, model: nn.Module, optimizer, scheduler) -> int:
+    """Load the last checkpoint of ``run_dir`` into model, optimizer and scheduler; return the next epoch."""
+    state = ckpt.load_train_state(run_dir)
+    if state is None:
+        return 0
+    ckpt.load_weights(model, state.get("model", run_dir / ckpt.MODEL_FILE))  # the copy in step with the optimizer
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(_replanned(state["scheduler"], scheduler))
+    torch.set_rng_state(state["rng"])
+    return int(state["epoch"])
+
+
+def _replanned(saved: dict, scheduler) -> dict:
+    """The saved one-cycle state, laid out over the current total steps when the epoch budget changed.
+
+    Resuming a 1-epoch run with ``epochs=2`` keeps the steps done and the optimizer state and
+    continues on the one-cycle schedule of the new length (the learning rate moves onto it).
+    """
+    fresh = scheduler.state_dict()
+    if saved.get("total_steps") == fresh["total_steps"]:
+        return saved
+    return {**saved, "total_steps": fresh["total_steps"], "_schedule_phases": fresh["_schedule_phases"]}
+
+
+def _wrap(model: nn.Module, device: torch.device, config: TrainConfig) -> nn.Module:
+    """DistributedDataParallel under torchrun, then optionally torch.compile; the plain model otherwise."""
+    wrapped = model
+    if dist.is_distributed():
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        wrapped = torch.compile(wrapped)
+    return wrapped
 
 
 def run_config(method, method_config, config: TrainConfig, info: DatasetInfo, split, train_ds) -> dict:
@@ -305,9 +414,11 @@ def evaluate(
             image_cm = confusion_matrix(pred, full, c)
             cm += image_cm
             per_image.append({"name": dataset.names[index], "miou": summarize(image_cm, dataset.info.classes)["miou"]})
+    cm = dist.all_reduce_sum(cm.to(device)).cpu()
+    per_image = [r for part in dist.all_gather_objects(per_image) for r in part]
     summary = summarize(cm, dataset.info.classes, split.novel if split else ())
     summary["confusion_matrix"] = cm.tolist()
-    summary["per_image"] = per_image
+    summary["per_image"] = sorted(per_image, key=lambda r: r["name"])
     return summary
 
 
