@@ -10,9 +10,12 @@
 ``METHODS`` maps CLI names to modules; it is the only name lookup (the CLI's edge).
 """
 
-from workbench.methods import partial_ce, supervised
+from workbench.methods import cam, partial_ce, single_stage, spml, supervised
 
 METHODS = {
     "supervised": supervised,
     "partial_ce": partial_ce,
+    "single_stage": single_stage,
+    "spml": spml,
+    "cam": cam,
 }

@@ -1,0 +1,85 @@
+"""Low-level image affinity shared by the sparse-label methods (single_stage, spml).
+
+- :func:`denormalize` turns the loader's ImageNet-normalised images back into RGB in [0, 1]
+  (superpixels and colour kernels want real colours);
+- :func:`local_affinity` + :func:`propagate`: an image-guided filter, a few steps of
+  ``F_i <- sum_j w_ij F_j`` over a sparse local window whose weights are a softmax of a
+  colour + position kernel (PAR-style dilated neighbourhood, no dense ``HW x HW`` matrix);
+- :func:`downsample_labels`: a label map at a coarser grid in which single labelled pixels
+  (clicks) survive, where nearest-neighbour resizing would drop most of them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from workbench.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from workbench.weak_labels import IGNORE, UNLABELED
+
+DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` ImageNet-normalised -> RGB in ``[0, 1]``, same shape and device."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images * std + mean).clamp(0.0, 1.0)
+
+
+def neighbour_offsets(dilations: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The centre plus the 8 directions at each dilation: ``1 + 8 * len(dilations)`` offsets."""
+    return [(0, 0)] + [(dy * d, dx * d) for d in dilations for dy, dx in DIRECTIONS]
+
+
+def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``out[..., i, j] = x[..., i + dy, j + dx]`` with edge replication; ``x`` is ``(B, K, H, W)``."""
+    if dy == 0 and dx == 0:
+        return x
+    p = max(abs(dy), abs(dx))
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (p, p, p, p), mode="replicate")
+    return padded[..., p + dy : p + dy + h, p + dx : p + dx + w]
+
+
+def local_affinity(
+    guide: torch.Tensor, dilations: tuple[int, ...], sigma_guide: float, sigma_space: float
+) -> torch.Tensor:
+    """Softmax weights ``(B, O, H, W)`` over the ``O`` neighbour offsets of every pixel.
+
+    ``w_ij ∝ exp(-|g_i - g_j|^2 / sigma_guide^2 - |p_i - p_j|^2 / sigma_space^2)`` for ``j`` in the
+    dilated window (``guide``: ``(B, K, H, W)``, e.g. RGB in [0, 1]; ``sigma_space`` in pixels).
+    """
+    logits = []
+    for dy, dx in neighbour_offsets(dilations):
+        colour = (guide - shift(guide, dy, dx)).pow(2).sum(1)  # (B, H, W)
+        logits.append(-colour / sigma_guide**2 - (dy * dy + dx * dx) / sigma_space**2)
+    return torch.stack(logits, 1).softmax(1)
+
+
+def propagate(features: torch.Tensor, weights: torch.Tensor, dilations: tuple[int, ...], steps: int) -> torch.Tensor:
+    """``steps`` rounds of ``F_i <- sum_j w_ij F_j``; ``features`` ``(B, D, H, W)``, ``weights`` from :func:`local_affinity`."""
+    offsets = neighbour_offsets(dilations)
+    if weights.shape[1] != len(offsets):
+        raise ValueError(f"weights have {weights.shape[1]} offsets, dilations {dilations} give {len(offsets)}")
+    for _ in range(steps):
+        features = sum(weights[:, k : k + 1] * shift(features, dy, dx) for k, (dy, dx) in enumerate(offsets))
+    return features
+
+
+def downsample_labels(label: torch.Tensor, stride: int, num_classes: int) -> torch.Tensor:
+    """``(B, H, W)`` label map -> ``(B, ceil(H/s), ceil(W/s))`` by majority of the *labelled* pixels of each cell.
+
+    A cell with any labelled pixel takes the majority class among them (so clicks survive);
+    otherwise ``UNLABELED`` if any pixel of the cell is valid, else ``IGNORE`` (all padding).
+    """
+    if stride == 1:
+        return label
+    labelled = (label < num_classes).unsqueeze(1)
+    onehot = torch.zeros(label.shape[0], num_classes, *label.shape[1:], device=label.device)
+    onehot.scatter_(1, label.clamp(max=num_classes - 1).unsqueeze(1), labelled.float())
+    counts = F.avg_pool2d(onehot, stride, ceil_mode=True)  # (B, C, h, w)
+    valid = F.max_pool2d((label != IGNORE).unsqueeze(1).float(), stride, ceil_mode=True)[:, 0] > 0
+    best = counts.argmax(1)
+    out = torch.where(valid, torch.full_like(best, UNLABELED), torch.full_like(best, IGNORE))
+    return torch.where(counts.amax(1) > 0, best, out)
