@@ -1,0 +1,218 @@
+"""The command line, run in-process through ``workbench.cli.main``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from workbench import cli
+from workbench.data.folder import list_split, load_dataset_info, read_mask, validate_dataset
+from workbench.engine import TrainConfig
+from workbench.methods import METHODS
+from workbench.weak_labels import SimulationConfig, load_weak_labels, simulate
+
+
+def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every subcommand of the parser, nested ones included (``("data", "validate")``)."""
+    paths = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths += [prefix + (name,), *command_paths(sub, prefix + (name,))]
+    return paths
+
+
+COMMANDS = command_paths(cli.build_parser())
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of one command (argparse exits are caught)."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_documented_commands_exist():
+    assert {"demo", "train", "eval", "predict", "simulate", "data"} <= {c[0] for c in COMMANDS}
+    assert {("data", "generate"), ("data", "validate"), ("data", "convert")} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_subcommand_has_help(command, capsys):
+    code, out, _ = run([*command, "--help"], capsys)
+    assert code == 0
+    assert out.startswith("usage: workbench " + " ".join(command))
+
+
+def test_train_help_lists_every_method_and_setting(capsys):
+    code, out, _ = run(["train", "--help"], capsys)
+    assert code == 0
+    for name, method in METHODS.items():
+        assert name in out
+        for field in method.Config.__dataclass_fields__:
+            assert f"--{field}=" in out
+    for field in ("epochs", "lr", "image_size", "supervision", "protocol"):
+        assert f"--{field}=" in out
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+@pytest.fixture
+def captured_train(monkeypatch):
+    """Replace the engine's train with a recorder: the CLI's parsing is tested without training."""
+    calls = []
+
+    def fake_train(method, method_config, config):
+        calls.append((method, method_config, config))
+        return {"per_class_iou": {"a": 0.5}, "miou": 0.5, "pixel_acc": 0.9}
+
+    monkeypatch.setattr("workbench.engine.train", fake_train)
+    return calls
+
+
+def test_overrides_reach_train_config_and_method_config(captured_train, capsys, tmp_path):
+    argv = ["train", "--method", "partial_ce", "--data", tmp_path, "--out", tmp_path / "run", "--epochs=3"]
+    argv += ["--lr=0.01", "--image_size=16x24", "--hflip=false", "--limit_train", "5", "--label_smoothing=0.1"]
+    argv += ["--supervision=points+scribbles", "--protocol=none"]
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and "0.500" in out
+    ((method, method_config, config),) = captured_train
+    assert method is METHODS["partial_ce"]
+    assert method_config == METHODS["partial_ce"].Config(label_smoothing=0.1)
+    expected = TrainConfig(
+        data=str(tmp_path), out=str(tmp_path / "run"), epochs=3, lr=0.01, image_size=(16, 24), hflip=False,
+        limit_train=5, supervision="points+scribbles", protocol=None,
+    )  # fmt: skip
+    assert config == expected
+
+
+def test_default_out_is_named_after_the_method(captured_train, capsys):
+    assert run(["train", "--method", "supervised", "--resume"], capsys)[0] == 0
+    config = captured_train[0][2]
+    assert config.out == "runs/supervised" and config.resume and config.data is None
+
+
+def test_unknown_key_exits_2_listing_the_valid_ones(captured_train, capsys):
+    code, _, err = run(["train", "--method", "supervised", "--learning_rate=0.1"], capsys)
+    assert code == 2 and not captured_train
+    assert "unknown setting(s) ['learning_rate']" in err
+    assert "epochs" in err and "label_smoothing" in err and "batch_size" in err
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("--lr=fast", "expected a finite float"),
+        ("--batch_size=2.5", "expected int"),
+        ("--hflip=maybe", "expected bool"),
+        ("--label_smoothing=1.5", "label_smoothing must be in [0, 1)"),
+        ("--batch_size=0", "batch_size must be >= 1"),
+    ],
+)
+def test_bad_values_exit_2_with_the_reason(captured_train, capsys, setting, message):
+    code, _, err = run(["train", "--method", "supervised", setting], capsys)
+    assert code == 2 and not captured_train
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_method_is_an_argparse_error(capsys):
+    code, _, err = run(["train", "--method", "nope"], capsys)
+    assert code == 2 and "invalid choice: 'nope'" in err
+
+
+# ----------------------------------------------------------------------------- simulate and data
+
+
+def test_simulate_writes_a_loadable_json(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "weak.json"
+    argv = ["simulate", "--data", synthetic_root, "--split", "train", "--kind", "points+boxes", "--out", out]
+    code, stdout, _ = run([*argv, "--points_per_region=2", "--seed=3"], capsys)
+    assert code == 0 and "12 images" in stdout
+    weak_set = load_weak_labels(out)
+    info = load_dataset_info(synthetic_root)
+    assert weak_set.classes == info.classes
+    assert sorted(weak_set.labels) == list_split(info, "train")
+    mask = read_mask(info.mask_path("train", "train_0003"), info)
+    config = SimulationConfig(points_per_region=2, seed=3)
+    assert weak_set.labels["train_0003"] == simulate(mask, ["points", "boxes"], config, "train_0003", info.num_classes)
+
+
+def test_simulate_refuses_dense(synthetic_root, tmp_path, capsys):
+    code, _, err = run(["simulate", "--data", synthetic_root, "--kind", "dense", "--out", tmp_path / "w.json"], capsys)
+    assert code == 2 and "must name weak labels" in err
+
+
+def test_data_generate_then_validate(tmp_path, capsys):
+    root = tmp_path / "syn"
+    code, _, _ = run(["data", "generate", "--out", root, "--size", "20x28", "--train", 3, "--val", 2], capsys)
+    assert code == 0 and validate_dataset(root) == []
+    assert np.asarray(Image.open(root / "images" / "train" / "train_0000.png")).shape == (20, 28, 3)
+    code, out, _ = run(["data", "validate", root], capsys)
+    assert code == 0 and out.strip().endswith("OK")
+
+
+def test_data_validate_prints_problems_and_returns_1(tmp_path, capsys):
+    root = tmp_path / "syn"
+    run(["data", "generate", "--out", root, "--size", "16x16", "--train", 2, "--val", 1], capsys)
+    (root / "images" / "train" / "train_0001.png").write_bytes(b"garbage")
+    doc = json.loads((root / "dataset.json").read_text())
+    doc["splits"]["val"] = 3
+    (root / "dataset.json").write_text(json.dumps(doc))
+    code, out, _ = run(["data", "validate", root], capsys)
+    assert code == 1
+    assert "train_0001.png: unreadable or corrupt image" in out
+    assert "splits.val says 3 images, found 1" in out
+    assert "2 problem(s)" in out
+
+
+def test_missing_dataset_is_reported_without_a_traceback(tmp_path, capsys):
+    code, out, _ = run(["data", "validate", tmp_path / "nowhere"], capsys)
+    assert code == 1 and "no such dataset folder" in out
+    code, _, err = run(["eval", "--checkpoint", tmp_path / "no_run", "--data", tmp_path], capsys)
+    assert code == 2 and "no checkpoint there" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- train, eval, predict for real
+
+
+def test_train_eval_predict_end_to_end(synthetic_root, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--method", "supervised", "--data", synthetic_root, "--out", run_dir, "--epochs=1"]
+    code, out, _ = run([*argv, "--batch_size=4", "--limit_train=4", "--device=cpu", "--encoder=mobilenet_v2"], capsys)
+    assert code == 0 and "mIoU" in out and f"run directory: {run_dir}" in out
+    report = json.loads((run_dir / "report.json").read_text())
+
+    code, out, _ = run(["eval", "--checkpoint", run_dir, "--data", synthetic_root, "--device", "cpu", "--out", tmp_path / "ev"], capsys)  # fmt: skip
+    assert code == 0 and f"{report['miou']:.3f}" in out
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["miou"] == pytest.approx(report["miou"])
+
+    image = synthetic_root / "images" / "val" / "val_0001.png"
+    code, out, _ = run(["predict", "--checkpoint", run_dir, "--images", image, "--out", tmp_path / "pred", "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 0 and "wrote 1 palette PNG" in out
+    with Image.open(tmp_path / "pred" / "val_0001.png") as png:
+        assert png.mode == "P" and png.size == (32, 32) and np.asarray(png).max() < 8
+
+
+def test_predict_needs_images_or_data(tmp_path, capsys):
+    code, _, err = run(["predict", "--checkpoint", tmp_path, "--out", tmp_path / "p"], capsys)
+    assert code == 2 and "give --images FILE... or --data DIR" in err
+
+
+def test_python_dash_m_workbench_runs(monkeypatch, capsys):
+    """``python -m workbench`` reaches the same main (run in-process: a fresh interpreter costs seconds)."""
+    monkeypatch.setattr(sys, "argv", ["workbench", "data", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("workbench", run_name="__main__")
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "generate" in out and "validate" in out and "convert" in out
