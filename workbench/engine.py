@@ -431,6 +431,15 @@ def write_report(run_dir: Path, summary: dict, title: str) -> None:
 # ----------------------------------------------------------------------------- loading runs, predicting
 
 
+def method_config_from_json(method: ModuleType, fields: dict):
+    """``method.Config`` from its ``config.json`` dict: JSON hands tuples back as lists, frozen configs want tuples."""
+
+    def tuples(value):
+        return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+    return method.Config(**{k: tuples(v) for k, v in fields.items()})
+
+
 def load_run(path: str | Path, device: str = "auto") -> tuple[ModuleType, nn.Module, dict]:
     """``(method module, model with weights, config.json dict)`` of a run directory or weights file."""
     from workbench.methods import METHODS
@@ -440,7 +449,7 @@ def load_run(path: str | Path, device: str = "auto") -> tuple[ModuleType, nn.Mod
     if cfg.get("method") not in METHODS:
         raise ckpt.CheckpointError(f"{run_dir}: unknown method {cfg.get('method')!r}; known: {sorted(METHODS)}")
     method = METHODS[cfg["method"]]
-    method_config = method.Config(**cfg["method_config"])
+    method_config = method_config_from_json(method, cfg["method_config"])
     tc = cfg["train_config"]
     backbone = Backbone(tc["arch"], tc["encoder"], None)
     model = method.build(len(cfg["dataset"]["classes"]), method_config, backbone)

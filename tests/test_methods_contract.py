@@ -1,0 +1,186 @@
+"""The method contract, checked for every entry of METHODS (a new method is tested the moment it is listed),
+and the partial cross-entropy that the sparse-label methods share."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from types import ModuleType
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import default_collate
+
+from workbench.data.dataset import SUPERVISION_KINDS
+from workbench.engine import TrainConfig, make_datasets, method_config_from_json
+from workbench.losses import sparse_cross_entropy
+from workbench.methods import METHODS, partial_ce
+from workbench.models import Backbone
+from workbench.weak_labels import IGNORE, UNLABELED
+
+NUM_CLASSES = 8  # the synthetic dataset
+STEPS = 5
+
+
+def method_config(method: ModuleType, novel: tuple[int, ...]):
+    """Default config; weak-shot methods get the novel ids as ``engine.train`` gives them."""
+    config = method.Config()
+    if getattr(config, "novel", None) == ():
+        config = dataclasses.replace(config, novel=novel)
+    return config
+
+
+def fixed_batch(method: ModuleType, synthetic_root) -> tuple[dict, tuple[int, ...]]:
+    """Four training items of the method's first supervision kind, as the engine's loader would batch them."""
+    weak_shot = "novel" in {f.name for f in dataclasses.fields(method.Config)}
+    config = TrainConfig(data=str(synthetic_root), hflip=False, protocol="objects2" if weak_shot else None)
+    train_ds, _ = make_datasets(method, config)
+    batch = default_collate([train_ds[i] for i in range(4)])
+    batch["progress"] = 0.5
+    return batch, train_ds.class_split.novel if train_ds.class_split else ()
+
+
+@pytest.fixture(params=sorted(METHODS), ids=str)
+def method(request) -> ModuleType:
+    return METHODS[request.param]
+
+
+def test_methods_are_listed_under_their_module_name(method):
+    name = method.__name__.rsplit(".", 1)[-1]
+    assert METHODS[name] is method  # load_run finds a run's method by this name
+
+
+def test_supervision_is_a_tuple_of_known_kinds(method):
+    assert isinstance(method.SUPERVISION, tuple) and method.SUPERVISION
+    assert set(method.SUPERVISION) <= set(SUPERVISION_KINDS)
+
+
+def test_config_is_a_frozen_dataclass_that_survives_json(method):
+    assert dataclasses.is_dataclass(method.Config) and method.Config.__dataclass_params__.frozen
+    config = method.Config()
+    field = dataclasses.fields(config)[0].name if dataclasses.fields(config) else None
+    if field is not None:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(config, field, getattr(config, field))
+    from_json = method_config_from_json(method, json.loads(json.dumps(dataclasses.asdict(config))))
+    assert from_json == config and hash(from_json) == hash(config)  # as load_run rebuilds it from config.json
+
+
+def test_build_training_step_and_predict(method, synthetic_root):
+    torch.manual_seed(0)
+    batch, novel = fixed_batch(method, synthetic_root)
+    config = method_config(method, novel)
+    model = method.build(NUM_CLASSES, config, Backbone())
+    assert isinstance(model, nn.Module)
+
+    model.train()
+    outputs = method.training_step(model, batch, config)
+    loss = outputs["loss"]
+    assert loss.ndim == 0 and loss.requires_grad and torch.isfinite(loss)
+    assert all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in outputs.values())  # the engine logs them
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+    model.eval()
+    with torch.no_grad():
+        scores = method.predict(model, batch["image"])
+    assert scores.shape == (4, NUM_CLASSES, 32, 32) and torch.isfinite(scores).all()
+
+
+def test_a_few_steps_on_a_fixed_batch_reduce_the_loss(method, synthetic_root):
+    torch.manual_seed(0)
+    batch, novel = fixed_batch(method, synthetic_root)
+    config = method_config(method, novel)
+    model = method.build(NUM_CLASSES, config, Backbone())
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(STEPS):
+        loss = method.training_step(model, batch, config)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert min(losses[-2:]) < 0.9 * losses[0], losses
+
+
+# ----------------------------------------------------------------------------- partial cross-entropy
+
+
+def sparse_label(shape=(2, 6, 7)) -> torch.Tensor:
+    """A few labelled pixels among unlabelled and void ones."""
+    label = torch.full(shape, UNLABELED, dtype=torch.long)
+    label[0, 1, 2], label[0, 4, 4], label[1, 0, 0], label[1, 5, 6] = 0, 2, 1, 2
+    label[:, 3] = IGNORE
+    return label
+
+
+def test_partial_ce_is_the_mean_over_labelled_pixels():
+    logits = torch.randn(2, 3, 6, 7)
+    label = sparse_label()
+    picked = [
+        torch.nn.functional.cross_entropy(logits[b, :, r, c][None], label[b, r, c][None])
+        for b, r, c in [(0, 1, 2), (0, 4, 4), (1, 0, 0), (1, 5, 6)]
+    ]
+    assert sparse_cross_entropy(logits, label) == pytest.approx(float(torch.stack(picked).mean()), rel=1e-6)
+
+
+def test_partial_ce_ignores_unlabelled_and_void_pixels():
+    torch.manual_seed(0)
+    label = sparse_label()
+    unlabelled = (label >= 3)[:, None].expand(2, 3, 6, 7)
+    logits = torch.randn(2, 3, 6, 7, requires_grad=True)
+    loss = sparse_cross_entropy(logits, label)
+    loss.backward()
+    assert (logits.grad[unlabelled] == 0).all()
+    assert (logits.grad[~unlabelled] != 0).any()
+
+    changed = logits.detach().clone()
+    changed[unlabelled] = torch.randn(int(unlabelled.sum())) * 100
+    assert sparse_cross_entropy(changed, label).item() == loss.item()
+
+
+def test_all_unlabelled_batch_gives_zero_loss_not_nan():
+    logits = torch.randn(2, 3, 6, 7, requires_grad=True)
+    label = torch.full((2, 6, 7), UNLABELED, dtype=torch.long)
+    label[1] = IGNORE
+    loss = sparse_cross_entropy(logits, label)
+    assert loss.item() == 0.0
+    loss.backward()  # still differentiable, so a training step never breaks on an empty crop
+    assert (logits.grad == 0).all()
+
+
+def test_partial_ce_rejects_a_label_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"label must be \(B, H, W\)"):
+        sparse_cross_entropy(torch.randn(2, 3, 6, 7), torch.zeros(2, 6, 6, dtype=torch.long))
+
+
+class _Logits(nn.Module):
+    """A 'model' whose output is a free tensor: gradients of the method's loss w.r.t. every output pixel."""
+
+    def __init__(self, shape) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.randn(shape))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits
+
+
+def test_partial_ce_training_step_learns_only_from_labelled_pixels():
+    model = _Logits((2, 3, 6, 7))
+    label = sparse_label()
+    batch = {
+        "image": torch.zeros(2, 3, 6, 7),
+        "label": label,
+        "tags": torch.ones(2, 3),
+        "index": [0, 1],
+        "progress": 0.0,
+    }
+    outputs = partial_ce.training_step(model, batch, partial_ce.Config())
+    outputs["loss"].backward()
+    unlabelled = (label >= 3)[:, None].expand(2, 3, 6, 7)
+    assert (model.logits.grad[unlabelled] == 0).all()
+    assert outputs["labelled_frac"].item() == pytest.approx(4 / (2 * 6 * 7))
