@@ -10,7 +10,7 @@
 ``METHODS`` maps CLI names to modules; it is the only name lookup (the CLI's edge).
 """
 
-from workbench.methods import cam, partial_ce, single_stage, spml, supervised
+from workbench.methods import cam, partial_ce, simformer, single_stage, spml, supervised, transfer
 
 METHODS = {
     "supervised": supervised,
@@ -18,4 +18,6 @@ METHODS = {
     "single_stage": single_stage,
     "spml": spml,
     "cam": cam,
+    "simformer": simformer,
+    "transfer": transfer,
 }

@@ -1,0 +1,249 @@
+"""SimFormer: matching, complementary loss, SimNet, pair sampler, proposals, training, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from workbench.cli import main
+from workbench.engine import TrainConfig, make_datasets
+from workbench.methods import simformer
+from workbench.models import Backbone
+from workbench.weak_labels import IGNORE, UNLABELED
+
+TINY = simformer.Config(num_queries=6, hidden_dim=32, decoder_layers=2, heads=2, ffn_dim=64, points_per_image=16)
+
+
+def tiny_batch(synthetic_root, n: int = 4) -> tuple[dict, tuple[int, ...]]:
+    """``n`` un-augmented training items under protocol objects2 (novel: triangle 5, cross 7)."""
+    config = TrainConfig(data=str(synthetic_root), protocol="objects2", hflip=False)
+    train_ds, _ = make_datasets(simformer, config)
+    batch = default_collate([train_ds[i] for i in range(n)])
+    batch["progress"] = 0.5
+    return batch, train_ds.class_split.novel
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def test_hungarian_finds_the_minimum_cost_assignment():
+    cost = torch.tensor([[0.0, 1.0], [1.0, 100.0], [5.0, 5.0]])  # 3 queries, 2 targets
+    rows, cols = simformer.hungarian(cost)
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 1, 1: 0}  # total 2; greedy (0, 0) first would cost 100
+
+
+def test_matching_cost_pairs_queries_with_their_masks_and_novel_targets_by_class_only():
+    k, h, w = 4, 8, 8
+    gt0 = torch.zeros(h, w)
+    gt0[:4] = 1
+    gt1 = 1 - gt0
+    targets = simformer.Targets(classes=torch.tensor([0, 1, 3]), masks=torch.stack([gt0, gt1]))
+    logits = torch.zeros(3, k + 1)  # uniform class probabilities for queries 0 and 1 ...
+    logits[2, 3] = 10.0  # ... query 2 says "class 3" (the novel target), its mask is irrelevant
+    masks = torch.stack([gt1, gt0, gt0]) * 20 - 10  # query 0 segments gt1, query 1 segments gt0
+    cost = simformer.matching_cost(logits, masks, targets, simformer.Config())
+    rows, cols = simformer.hungarian(cost)
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 1, 1: 0, 2: 2}
+    assert cost[2, 2] == pytest.approx(-torch.softmax(logits[2], 0)[3].item())  # novel: -p only, no mask term
+
+
+# ----------------------------------------------------------------------------- complementary loss
+
+
+def comp_label() -> torch.Tensor:
+    """Rows 0-3 base (class 0), rows 4-5 unlabelled (novel), rows 6-7 void."""
+    label = torch.zeros(8, 8, dtype=torch.long)
+    label[4:6] = UNLABELED
+    label[6:] = IGNORE
+    return label
+
+
+def test_complementary_loss_is_smallest_when_novel_masks_cover_exactly_the_not_base_region():
+    label, config = comp_label(), simformer.Config()
+    region = (label == UNLABELED).float()
+
+    def loss(*masks):
+        return float(simformer.complementary_loss(torch.stack(masks) * 20 - 10, label, config))
+
+    half = region.clone()
+    half[:, 4:] = 0
+    exact = loss(half, region - half)  # two novel proposals whose union is the region
+    assert exact < 0.1  # not 0: base and void pixels sit at the 0.05 floor
+    assert exact < loss(half, half)  # misses part of the region
+    assert exact < loss(region, (label == 0).float())  # also covers base pixels
+    assert exact < loss(region, (label == IGNORE).float())  # void and padding are negatives
+
+
+def test_complementary_loss_floors_the_union_at_probability_five_percent():
+    label, config = comp_label(), simformer.Config()
+    region = (label == UNLABELED).float()
+    far_below = torch.where(region > 0, 10.0, -80.0)[None]
+    at_floor = torch.where(region > 0, 10.0, simformer.IGNORE_PROPOSAL_LOGIT)[None]
+    assert float(simformer.complementary_loss(far_below, label, config)) == pytest.approx(
+        float(simformer.complementary_loss(at_floor, label, config))
+    )
+    far_below.requires_grad_(True)
+    simformer.complementary_loss(far_below, label, config).backward()
+    assert (far_below.grad[0][region == 0] == 0).all()  # nothing pushes weak proposals further down
+
+
+# ----------------------------------------------------------------------------- SimNet and pairs
+
+
+def test_simnet_learns_to_separate_classes_from_base_pairs_only():
+    """Pixel features are class embeddings + noise; SimNet is trained through simnet_loss (sampling, balance)."""
+    torch.manual_seed(0)
+    config = simformer.Config(hidden_dim=32, heads=2, simnet_dim=32, points_per_image=24, novel=(3,))
+    model = simformer.build(4, config, Backbone())
+    embed = torch.randn(4, 32)
+    label = torch.zeros(4, 16, 16, dtype=torch.long)
+    label[0, :, 8:], label[1, :, :8], label[1, :, 8:] = 1, 1, 2
+    label[2, :8], label[3, :, :8] = 2, UNLABELED  # image 3: class 0 and a novel region (class 3)
+    partners = [1, 2, 3, 0]  # common base classes 1, 2, 0, 0
+    truth = torch.where(label == UNLABELED, 3, label)
+
+    def noisy(rows: torch.Tensor) -> torch.Tensor:
+        return rows + 0.3 * torch.randn_like(rows)
+
+    optimizer = torch.optim.Adam(model.simnet.parameters(), lr=1e-2)
+    for _ in range(60):
+        features = {"features": noisy(embed[truth]).permute(0, 3, 1, 2)}  # (B, D, H, W)
+        loss = simformer.simnet_loss(model, features, label, partners, config)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.simnet.eval()
+    first = embed[[0, 1, 2]].repeat(50, 1)
+    with torch.no_grad():
+        same = model.simnet(torch.cat([noisy(first), noisy(first)], 1)).softmax(-1)[:, 1]
+        diff = model.simnet(torch.cat([noisy(first), noisy(first.roll(1, 0))], 1)).softmax(-1)[:, 1]
+    assert same.mean() > 0.8 and diff.mean() < 0.2, (same.mean(), diff.mean())
+
+
+def test_pair_partners_prefer_deconfounded_novel_partners_then_base_then_anyone():
+    torch.manual_seed(0)
+    novel = (5, 7)
+    tags = torch.zeros(5, 8)
+    tags[0, [5]] = tags[1, [5, 7]] = tags[2, [7]] = 1  # 3 and 4: no novel class
+    label = torch.full((5, 4, 4), UNLABELED)
+    label[:3, 0], label[3:, 0] = 0, 1  # images 3 and 4 share base class 1, the others class 0
+    for _ in range(20):
+        partners = simformer.pair_partners(tags, label, novel)
+        assert partners[0] == 1  # the only image meeting {5} in exactly {5}
+        assert partners[2] == 1
+        assert partners[1] in (0, 2)
+        assert partners[3] == 4 and partners[4] == 3  # no novel tag: base-common before base-anything
+    assert simformer.pair_partners(tags[:1], label[:1], novel) == [0]  # a batch of one pairs with itself
+
+
+def test_distillation_pulls_student_similarity_towards_the_teacher():
+    s = torch.tensor([0.2, 0.2, 0.8, 0.8], requires_grad=True)
+    t = torch.tensor([0.9, 0.1, 0.9, 0.1])
+    simformer.distill_term(s, t, "cce").backward()
+    assert s.grad[0] < 0 and s.grad[2] < 0  # teacher says "same": raise s
+    assert s.grad[1] > 0 and s.grad[3] > 0  # teacher says "different": lower s
+    s.grad = None
+    simformer.distill_term(s, t, "ce").backward()
+    assert s.grad[0] < 0 and s.grad[3] > 0
+
+
+# ----------------------------------------------------------------------------- model, training, dashboard API
+
+
+def test_training_steps_lower_the_loss_and_every_term_is_present(synthetic_root):
+    torch.manual_seed(0)
+    batch, novel = tiny_batch(synthetic_root, 8)
+    config = dataclasses.replace(TINY, novel=novel)
+    model = simformer.build(8, config, Backbone())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(10):
+        out = simformer.training_step(model, batch, config)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        losses.append(float(out["loss"].detach()))
+    assert {"cls", "mask", "comp", "sim", "dist"} <= set(out)
+    assert sum(losses[-3:]) < sum(losses[:3]), losses
+
+
+def test_simnet_loss_does_not_reach_the_segmenter(synthetic_root):
+    torch.manual_seed(0)
+    batch, novel = tiny_batch(synthetic_root)
+    config = dataclasses.replace(TINY, novel=novel)
+    model = simformer.build(8, config, Backbone())
+    out = model(batch["image"])
+    simformer.simnet_loss(model, out, batch["label"], [1, 0, 3, 2], config).backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("simnet."))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.simnet.parameters())
+
+
+def test_proposals_are_sorted_image_sized_masks_and_affinity_is_a_map(synthetic_root):
+    batch, novel = tiny_batch(synthetic_root)
+    model = simformer.build(8, TINY, Backbone())
+    props = simformer.proposals(model, batch["image"][0])
+    assert len(props) == TINY.num_queries
+    scores = [p["score"] for p in props]
+    assert scores == sorted(scores, reverse=True)
+    assert all(p["mask"].shape == (32, 32) and 0 <= p["mask"].min() <= p["mask"].max() <= 1 for p in props)
+    assert all(0 <= p["cls"] < 8 for p in props)
+    assert model.training  # the mode is restored
+    feats = simformer.pixel_features(model, batch["image"][:2])
+    assert feats.shape == (2, TINY.hidden_dim, 32, 32)
+    heat = simformer.simnet_affinity(model, feats[0], 5, 7)
+    assert heat.shape == (32, 32) and ((heat >= 0) & (heat <= 1)).all()
+    assert simformer.simnet_affinity(model, feats[0], 5, 7, other=feats[1]).shape == (32, 32)
+    with pytest.raises(ValueError, match="outside"):
+        simformer.simnet_affinity(model, feats[0], 40, 0)
+
+
+def test_predict_follows_the_semantic_inference_rule(synthetic_root):
+    batch, _ = tiny_batch(synthetic_root, 2)
+    model = simformer.build(8, TINY, Backbone()).eval()
+    with torch.no_grad():
+        out = model(batch["image"])
+        scores = simformer.predict(model, batch["image"])
+    probs = out["logits"][-1].softmax(-1)[..., :-1]
+    expected = torch.einsum("bnk,bnhw->bkhw", probs, out["masks"][-1].sigmoid())
+    expected = torch.nn.functional.interpolate(expected, size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.allclose(scores, expected, atol=1e-5)
+
+
+def test_inputs_not_divisible_by_32_are_padded_and_cropped_back():
+    model = simformer.build(3, TINY, Backbone()).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 40, 56))
+    assert out["masks"].shape[-2:] == (10, 14)
+    assert simformer.predict(model, torch.zeros(1, 3, 40, 56)).shape == (1, 3, 40, 56)
+
+
+def test_pseudo_label_keeps_base_and_only_tagged_novel_classes():
+    scores = torch.zeros(4, 2, 3)
+    scores[2, 0], scores[3, 1] = 1.0, 1.0  # argmax: row 0 -> class 2 (tagged novel), row 1 -> 3 (absent)
+    label = torch.tensor([[0, UNLABELED, UNLABELED], [UNLABELED, 1, IGNORE]])
+    tags = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    out = simformer.pseudo_label(scores, label, tags, novel=(2, 3))
+    assert out.tolist() == [[0, 2, 2], [IGNORE, 1, IGNORE]]
+
+
+def test_config_names_bad_values():
+    with pytest.raises(ValueError, match="hidden_dim"):
+        simformer.Config(hidden_dim=48)
+    with pytest.raises(ValueError, match="distillation"):
+        simformer.Config(simnet=False)
+    assert simformer.Config(novel=[3, 4]).novel == (3, 4)  # config.json hands lists back
+
+
+def test_cli_trains_with_a_protocol_and_fills_the_novel_classes(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    code = main(["train", "--method", "simformer", "--data", str(synthetic_root), "--out", str(out), "--epochs=1",
+                 "--batch_size=4", "--protocol=objects2", "--num_queries=6", "--hidden_dim=32"])  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "config.json").read_text())["method_config"]["novel"] == [5, 7]
+    report = json.loads((out / "report.json").read_text())
+    assert 0.0 <= report["novel_miou"] <= 1.0 and np.isfinite(report["harmonic_miou"])

@@ -1,0 +1,715 @@
+"""SimFormer: weak-shot segmentation by dual similarity transfer (METHODS.md §1).
+
+Base classes have pixel labels; novel classes only image tags (``label`` holds novel pixels
+as ``UNLABELED`` 254, void and padding as ``IGNORE`` 255). A MaskFormer-style model splits
+segmentation into N proposals that each *classify* (K classes + "no object") and *segment*
+(a mask = proposal embedding · pixel embeddings). Every class present is supervised through
+classification; only base proposals get mask losses, and the proposal-pixel similarity
+transfers to novel proposals. Three more terms help the novel classes:
+
+- the **complementary loss**: the union of the matched novel masks, floored at probability
+  0.05, should cover exactly the not-base, not-void pixels;
+- **SimNet**: an MLP on pairs of (detached) pixel features learns from cross-image base pixel
+  pairs whether two pixels share a class;
+- **distillation**: SimNet's pixel-pixel similarity is distilled into the cosine similarity
+  of the novel class-score vectors of pixel pairs from images sharing a novel tag.
+
+Shapes: images ``(B, 3, H, W)``; mask features ``F`` ``(B, D, H/4, W/4)``; per decoder layer
+class logits ``(B, N, K+1)`` and mask logits ``(B, N, H/4, W/4)``.
+
+Choices of ours (the paper's code differs or says nothing), all in this file:
+
+- the backbone is smp's encoder + FPN decoder (``Backbone.arch`` is ignored); inputs are
+  zero-padded (the mean colour) to a multiple of 32 and the mask features cropped back; the transformer decoder is ``torch.nn.TransformerDecoder`` (post-norm) with
+  the learned queries as its input sequence and the sine positional encoding added to the
+  projected deepest features (DETR adds positions to queries and keys only);
+- tags are image-level (option (b) of §1.2): a crop may drop a tagged class;
+- distillation samples only ``UNLABELED`` pixels (the paper's region also holds padding) and
+  averages over pairs of points that really lie in that region;
+- pairs are formed inside the batch (:func:`pair_partners`): any batch size works;
+- by default the mask and complementary losses are computed at the mask resolution (H/4, labels
+  nearest-downsampled), 16x cheaper than the paper's full resolution (``full_resolution=true``);
+- optimisation (optimizer, schedule, no gradient clipping) is the engine's; the paper's
+  AdamW 1e-4, poly schedule and clip 0.01 are not reproduced.
+
+Defaults are sized for a CPU (16 queries, D=64, 3 decoder layers, 32 points per image); the
+paper's values (100, 256, 6, 100, dropout 0.1, FFN 2048, 8 heads) are reachable by Config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from workbench.models import Backbone, build_smp
+from workbench.weak_labels import IGNORE, UNLABELED
+
+SUPERVISION = ("dense",)
+FEATURE_STRIDE = 4  # mask features are at 1/4 of the input resolution
+INPUT_MULTIPLE = 32  # smp's FPN needs sides divisible by 32 (and GroupNorm >= 2x2 at stride 32): inputs are
+# padded to a multiple of 32 of at least 64, outputs cropped back
+IGNORE_PROPOSAL_LOGIT = math.log(0.05 / 0.95)  # tau = logit(0.05): the complementary loss's fixed floor
+FOCAL_ALPHA = 0.25
+FOCAL_GAMMA = 2.0
+SAMPLING_JITTER = 0.1  # "random sampling" = top-k of (region indicator + 0.1 * U(0, 1))
+DECONFOUND_RARE_P = 0.01  # probability of pairing on the novel class with the fewest partners
+DISTILL_MODES = ("cce", "ce")
+DISTILL_CLAMP = 0.01
+AFFINITY_CHUNK = 65536  # pixel pairs per SimNet call in simnet_affinity
+
+
+@dataclass(frozen=True)
+class Config:
+    novel: tuple[int, ...] = ()  # novel class ids; the engine fills them from --protocol / --novel
+    num_queries: int = 16  # paper 100
+    hidden_dim: int = 64  # paper 256 (pixel decoder, transformer and mask embedding width)
+    decoder_layers: int = 3  # paper 6
+    heads: int = 4  # paper 8
+    ffn_dim: int = 256  # paper 2048
+    dropout: float = 0.0  # paper 0.1
+    deep_supervision: bool = True  # losses on every decoder layer (paper) or only the last
+    no_object_weight: float = 0.1
+    class_weight: float = 1.0  # classification loss and matching cost
+    mask_weight: float = 20.0  # focal term of the mask loss and matching cost
+    dice_weight: float = 1.0
+    complementary: bool = True  # ablation switch
+    comp_weight: float = 0.2  # paper 0.15 (COCO) / 0.2 (ADE)
+    simnet: bool = True  # train SimNet (its loss never reaches the segmenter)
+    distillation: bool = True  # ablation switch; needs simnet
+    sim_weight: float = 1.0
+    dist_weight: float = 0.5  # paper 0.5 (ADE), 0.1 or 0 (COCO splits)
+    dist_mode: str = "cce"  # "cce" (margin pull/push) or "ce" (clamped BCE)
+    simnet_dim: int = 64  # paper 256
+    simnet_blocks: int = 3
+    points_per_image: int = 32  # paper 100
+    common_fraction: float = 0.8  # share of SimNet points inside a base class common to both images
+    balance_window: int = 25  # iterations of pair counts behind SimNet's class balance
+    full_resolution: bool = False  # mask and complementary losses at the input size (paper) or at H/4 (16x cheaper)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "novel", tuple(int(c) for c in self.novel))  # JSON gives lists back
+        if self.hidden_dim % 32 or self.hidden_dim % self.heads:
+            raise ValueError(
+                f"hidden_dim must be a multiple of 32 (GroupNorm in smp's FPN) and of heads={self.heads}, "
+                f"got {self.hidden_dim}"
+            )
+        for key in ("num_queries", "decoder_layers", "heads", "ffn_dim", "simnet_dim", "simnet_blocks",
+                    "points_per_image", "balance_window"):  # fmt: skip
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.dist_mode not in DISTILL_MODES:
+            raise ValueError(f"dist_mode must be one of {DISTILL_MODES}, got {self.dist_mode!r}")
+        if self.distillation and not self.simnet:
+            raise ValueError("distillation needs SimNet as its teacher: set simnet=true or distillation=false")
+        if not 0.0 <= self.common_fraction <= 1.0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("common_fraction must be in [0, 1] and dropout in [0, 1)")
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def sine_position(height: int, width: int, dim: int, device: torch.device) -> torch.Tensor:
+    """DETR's normalised sine positional encoding, ``(height * width, dim)``: half rows, half columns."""
+    half = dim // 2
+    rows = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height * 2 * math.pi
+    cols = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width * 2 * math.pi
+    freq = 10000 ** (2 * (torch.arange(half, device=device) // 2) / half)
+    pos_r = rows[:, None] / freq  # (h, half)
+    pos_c = cols[:, None] / freq  # (w, half)
+    pos_r = torch.stack([pos_r[:, 0::2].sin(), pos_r[:, 1::2].cos()], 2).flatten(1)
+    pos_c = torch.stack([pos_c[:, 0::2].sin(), pos_c[:, 1::2].cos()], 2).flatten(1)
+    return torch.cat([pos_r[:, None].expand(-1, width, -1), pos_c[None].expand(height, -1, -1)], -1).flatten(0, 1)
+
+
+class MLP(nn.Module):
+    """Mask-embedding head: ``layers`` linear layers with ReLU between them."""
+
+    def __init__(self, dim: int, layers: int = 3) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
+        return x
+
+
+class ResidualBlock(nn.Module):
+    """Two (1x1 conv = linear) - BN - ReLU layers plus a shortcut (a projection with ReLU when widths differ)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(cin, cout),
+            nn.BatchNorm1d(cout),
+            nn.ReLU(),
+            nn.Linear(cout, cout),
+            nn.BatchNorm1d(cout),
+            nn.ReLU(),
+        )
+        self.shortcut = nn.Identity() if cin == cout else nn.Sequential(nn.Linear(cin, cout), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class SimNet(nn.Module):
+    """``(P, 2D)`` concatenated pixel-feature pairs -> ``(P, 2)`` logits; softmax[:, 1] = same class."""
+
+    def __init__(self, feature_dim: int, dim: int, blocks: int) -> None:
+        super().__init__()
+        widths = [2 * feature_dim] + [dim] * blocks
+        self.blocks = nn.Sequential(*[ResidualBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        self.out = nn.Linear(dim, 2)
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(pairs))
+
+
+class SimFormer(nn.Module):
+    """smp encoder + FPN pixel decoder + transformer decoder with learned queries + SimNet."""
+
+    def __init__(self, num_classes: int, config: Config, backbone: Backbone) -> None:
+        super().__init__()
+        d = config.hidden_dim
+        fpn = build_smp(
+            Backbone("FPN", backbone.encoder, backbone.encoder_weights), num_classes,
+            decoder_pyramid_channels=d, decoder_segmentation_channels=d, decoder_dropout=0.0,
+        )  # fmt: skip
+        self.encoder, self.pixel_decoder = fpn.encoder, fpn.decoder  # smp's segmentation head is dropped
+        self.mask_features = nn.Conv2d(d, d, 3, padding=1)
+        self.input_proj = nn.Conv2d(self.encoder.out_channels[-1], d, 1)
+        self.query = nn.Embedding(config.num_queries, d)
+        layer = nn.TransformerDecoderLayer(d, config.heads, config.ffn_dim, config.dropout, batch_first=True)
+        self.decoder = nn.TransformerDecoder(layer, config.decoder_layers, norm=nn.LayerNorm(d))
+        self.class_head = nn.Linear(d, num_classes + 1)
+        self.mask_embed = MLP(d)
+        self.simnet = SimNet(d, config.simnet_dim, config.simnet_blocks)
+        self.num_classes = num_classes
+        # running (positive, negative) counts of SimNet pairs over the last iterations: the class balance
+        self.register_buffer("pair_counts", torch.zeros(config.balance_window, 2), persistent=False)
+        self.register_buffer("pair_step", torch.zeros((), dtype=torch.long), persistent=False)
+
+    def forward(self, images: torch.Tensor | None = None, pairs: torch.Tensor | None = None):
+        """``logits (L, B, N, K+1)``, ``masks (L, B, N, H/4, W/4)`` per decoder layer, ``features (B, D, H/4, W/4)``.
+
+        Given ``pairs (P, 2D)`` instead, SimNet's logits ``(P, 2)``: SimNet is called through
+        ``forward`` so that wrappers (DistributedDataParallel, torch.compile) see every call.
+        """
+        if pairs is not None:
+            return self.simnet(pairs)
+        height, width = images.shape[-2:]
+        pad_h, pad_w = (max(-side % INPUT_MULTIPLE, 2 * INPUT_MULTIPLE - side) for side in (height, width))
+        padded = F.pad(images, (0, pad_w, 0, pad_h))  # 0 = the mean colour
+        feats = self.encoder(padded)
+        pixels = self.mask_features(self.pixel_decoder(feats))  # (B, D, H'/4, W'/4) of the padded input
+        pixels = pixels[..., : math.ceil(height / FEATURE_STRIDE), : math.ceil(width / FEATURE_STRIDE)]
+        deep = self.input_proj(feats[-1])  # (B, D, H/32, W/32)
+        b, d, h, w = deep.shape
+        memory = deep.flatten(2).transpose(1, 2) + sine_position(h, w, d, deep.device).to(deep.dtype)
+        queries = self.query.weight[None].expand(b, -1, -1)
+        logits, masks = [], []
+        for layer in self.decoder.layers:
+            queries = layer(queries, memory)
+            out = self.decoder.norm(queries)  # (B, N, D)
+            logits.append(self.class_head(out))
+            masks.append(torch.einsum("bnd,bdhw->bnhw", self.mask_embed(out), pixels))
+        return {"logits": torch.stack(logits), "masks": torch.stack(masks), "features": pixels}
+
+
+def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:
+    return SimFormer(num_classes, config, backbone)
+
+
+def unwrap(model: nn.Module) -> SimFormer:
+    """The SimFormer inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+# ----------------------------------------------------------------------------- targets and matching
+
+
+@dataclass(frozen=True)
+class Targets:
+    """One image's targets: base classes (with ``masks (T_base, H, W)``) first, then tagged novel classes."""
+
+    classes: torch.Tensor  # (T,) int64
+    masks: torch.Tensor  # (T_base, H, W) float 0/1 at the input resolution
+
+    @property
+    def num_base(self) -> int:
+        return self.masks.shape[0]
+
+
+def image_targets(label: torch.Tensor, tags: torch.Tensor, num_classes: int, novel: tuple[int, ...]) -> Targets:
+    """Base classes present in ``label (H, W)`` and the novel classes named by ``tags (C,)``."""
+    present = torch.unique(label)
+    base = [int(c) for c in present if c < num_classes and int(c) not in novel]
+    novel_present = [c for c in novel if tags[c] > 0]
+    masks = torch.stack([(label == c).float() for c in base]) if base else label.new_zeros((0,) + label.shape).float()
+    return Targets(torch.tensor(base + novel_present, dtype=torch.long, device=label.device), masks)
+
+
+def pairwise_focal(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean sigmoid focal loss of every prediction ``(N, P)`` against every target ``(T, P)``: ``(N, T)``."""
+    prob = logits.sigmoid()
+    pos = FOCAL_ALPHA * (1 - prob) ** FOCAL_GAMMA * F.softplus(-logits)
+    neg = (1 - FOCAL_ALPHA) * prob**FOCAL_GAMMA * F.softplus(logits)
+    return (pos @ targets.T + neg @ (1 - targets).T) / logits.shape[1]
+
+
+def pairwise_dice(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Dice loss of every prediction ``(N, P)`` against every target ``(T, P)``: ``(N, T)``."""
+    prob = logits.sigmoid()
+    inter = prob @ targets.T
+    return 1 - (2 * inter + 1) / (prob.sum(1)[:, None] + targets.sum(1)[None] + 1)
+
+
+@torch.no_grad()
+def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, targets: Targets, config: Config) -> torch.Tensor:
+    """§1.4 cost ``(N, T)``: ``-p(c)`` for every target, ``+ 20 focal + 1 dice`` for base targets only.
+
+    ``logits (N, K+1)``, ``mask_logits (N, h, w)``; base masks are nearest-downsampled to ``(h, w)``.
+    """
+    cost = -config.class_weight * logits.float().softmax(-1)[:, targets.classes]
+    if targets.num_base:
+        gt = F.interpolate(targets.masks[None], size=mask_logits.shape[-2:], mode="nearest")[0].flatten(1)
+        pred = mask_logits.float().flatten(1)
+        mask_cost = config.mask_weight * pairwise_focal(pred, gt) + config.dice_weight * pairwise_dice(pred, gt)
+        cost[:, : targets.num_base] += mask_cost
+    return cost
+
+
+def hungarian(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum-cost assignment of a ``(N, T)`` cost: ``(query indices, target indices)``, min(N, T) pairs."""
+    rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
+    return torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sigmoid focal loss (alpha 0.25, gamma 2) averaged over pixels: ``(T, P), (T, P) -> (T,)``."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    alpha_t = FOCAL_ALPHA * targets + (1 - FOCAL_ALPHA) * (1 - targets)
+    return (alpha_t * (1 - p_t) ** FOCAL_GAMMA * ce).mean(1)
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``1 - (2 sum(p g) + 1) / (sum p + sum g + 1)`` per row: ``(T, P), (T, P) -> (T,)``."""
+    prob = logits.sigmoid()
+    return 1 - (2 * (prob * targets).sum(1) + 1) / (prob.sum(1) + targets.sum(1) + 1)
+
+
+def complementary_loss(novel_mask_logits: torch.Tensor, label: torch.Tensor, config: Config) -> torch.Tensor:
+    """§1.5.3 for one image: the union of its matched novel masks should be exactly the not-base region.
+
+    ``novel_mask_logits (T_novel, H, W)`` at the input resolution; ``label (H, W)``. The union is
+    the pixel-wise max, floored at the fixed "ignore" logit ``logit(0.05)`` so that weak novel
+    proposals are not pushed to -inf on base pixels. Target: not base and not void, i.e.
+    ``UNLABELED``; void and padding (``IGNORE``) are negatives.
+    """
+    union = novel_mask_logits.float().amax(0).clamp(min=IGNORE_PROPOSAL_LOGIT).flatten()[None]
+    target = (label == UNLABELED).float().flatten()[None]
+    return config.mask_weight * focal_loss(union, target)[0] + config.dice_weight * dice_loss(union, target)[0]
+
+
+def downsample_label(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour ``(B, H, W) -> (B, h, w)`` label map (mask losses at the mask resolution)."""
+    return F.interpolate(label[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+def layer_losses(
+    logits: torch.Tensor, masks: torch.Tensor, targets: list[Targets], label: torch.Tensor, config: Config
+) -> dict[str, torch.Tensor]:
+    """Classification, base-mask and complementary losses of one decoder layer.
+
+    ``logits (B, N, K+1)``, ``masks (B, N, h, w)``, ``label (B, H, W)``: losses are computed at the
+    label's resolution (masks upsampled bilinearly when it is larger). Matching is per image.
+    """
+    b, n, k1 = logits.shape
+    size = label.shape[-2:]
+    class_target = torch.full((b, n), k1 - 1, dtype=torch.long, device=logits.device)  # "no object"
+    mask_terms, comp_terms = [], []
+    for i, tgt in enumerate(targets):
+        if len(tgt.classes) == 0:
+            continue
+        queries, cols = hungarian(matching_cost(logits[i], masks[i], tgt, config))
+        queries, cols = queries.to(logits.device), cols.to(logits.device)
+        class_target[i, queries] = tgt.classes[cols]
+        is_base = cols < tgt.num_base
+        matched = masks[i][queries].float()  # (T_matched, h, w)
+        if matched.shape[-2:] != size:
+            matched = F.interpolate(matched[None], size=size, mode="bilinear", align_corners=False)[0]
+        if is_base.any():
+            pred, gt = matched[is_base].flatten(1), tgt.masks[cols[is_base]].flatten(1)
+            mask_terms.append(config.mask_weight * focal_loss(pred, gt) + config.dice_weight * dice_loss(pred, gt))
+        if config.complementary and (~is_base).any():
+            comp_terms.append(complementary_loss(matched[~is_base], label[i], config))
+    weight = torch.ones(k1, device=logits.device)
+    weight[-1] = config.no_object_weight
+    zero = logits.sum() * 0.0
+    num_base = max(sum(t.num_base for t in targets), 1)
+    return {
+        "cls": F.cross_entropy(logits.float().transpose(1, 2), class_target, weight=weight),
+        "mask": torch.cat(mask_terms).sum() / num_base if mask_terms else zero,
+        "comp": torch.stack(comp_terms).mean() if comp_terms else zero,
+    }
+
+
+# ----------------------------------------------------------------------------- pairs, SimNet, distillation
+
+
+def pair_partners(tags: torch.Tensor, label: torch.Tensor, novel: tuple[int, ...]) -> list[int]:
+    """A partner in the batch for every image: the §1.6 "Deconf0.01" rules adapted to a batch.
+
+    For image i with novel tags, pick one of them (with probability 0.01 the one with the fewest
+    deconfounded partners, else uniformly) and a random image whose novel tags meet i's in exactly
+    that class. If there is none, fall back to an image sharing any novel tag (we test the
+    intersection; the paper's code tests whether i has >= 2 novel tags), then one sharing a base
+    class, then any other image, then i itself (batch of one). Draws use torch's global RNG.
+    """
+    b, num_classes = tags.shape
+    novel_sets = [{c for c in novel if tags[i, c] > 0} for i in range(b)]
+    base_sets = [{int(c) for c in torch.unique(label[i]) if c < num_classes and int(c) not in novel} for i in range(b)]
+
+    def pick(candidates: list[int]) -> int | None:
+        return candidates[int(torch.randint(len(candidates), ()))] if candidates else None
+
+    partners = []
+    for i in range(b):
+        others = [j for j in range(b) if j != i]
+        deconfounded = {c: [j for j in others if novel_sets[j] & novel_sets[i] == {c}] for c in sorted(novel_sets[i])}
+        choice = None
+        if deconfounded:
+            classes = sorted(deconfounded)
+            if float(torch.rand(())) < DECONFOUND_RARE_P:
+                cls = min(classes, key=lambda c: len(deconfounded[c]))
+            else:
+                cls = classes[int(torch.randint(len(classes), ()))]
+            choice = pick(deconfounded[cls])
+        fallbacks = (
+            [j for j in others if novel_sets[j] & novel_sets[i]],
+            [j for j in others if base_sets[j] & base_sets[i]],
+            others,
+        )
+        for candidates in fallbacks:
+            if choice is None:
+                choice = pick(candidates)
+        partners.append(i if choice is None else choice)
+    return partners
+
+
+def sample_points(region: torch.Tensor, allowed: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of (region + 0.1 U(0,1)) over allowed pixels of an ``(H, W)`` map: ``(flat indices (k,), inside (k,))``.
+
+    Region pixels come first in random order, then random allowed pixels; ``inside`` marks the
+    points that really lie in the region and are allowed (there may be fewer than k).
+    """
+    score = region.float() + SAMPLING_JITTER * torch.rand(region.shape, device=region.device)
+    score = torch.where(allowed, score, torch.full_like(score, -1.0)).flatten()
+    idx = score.topk(min(k, score.numel())).indices
+    return idx, (region & allowed).flatten()[idx]
+
+
+def gather_points(maps: torch.Tensor, idx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly sample ``maps (C, h, w)`` at flat pixel indices of an ``(H, W)`` image: ``(k, C)``."""
+    height, width = size
+    rows, cols = idx // width, idx % width
+    grid = torch.stack([(cols + 0.5) / width * 2 - 1, (rows + 0.5) / height * 2 - 1], -1)  # (x, y) in [-1, 1]
+    out = F.grid_sample(maps[None].float(), grid[None, None].float(), align_corners=False)  # (1, C, 1, k)
+    return out[0, :, 0].T
+
+
+def pair_grid(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """All ordered pairs ``[fa_i; fb_j]`` of ``(Pa, D)`` and ``(Pb, D)`` features: ``(Pa * Pb, 2D)``, row-major."""
+    pa, pb = fa.shape[0], fb.shape[0]
+    return torch.cat([fa[:, None].expand(pa, pb, -1), fb[None].expand(pa, pb, -1)], -1).flatten(0, 1)
+
+
+def _base_mask(label: torch.Tensor, num_classes: int, novel: tuple[int, ...]) -> torch.Tensor:
+    return (label < num_classes) & ~torch.isin(label, torch.tensor(novel, dtype=label.dtype, device=label.device))
+
+
+def _balance_weights(model: nn.Module, targets: torch.Tensor) -> torch.Tensor:
+    """``(w_0, w_1)`` = (fraction of positives, fraction of negatives) over the last ``balance_window`` steps."""
+    net = unwrap(model)
+    counts = torch.stack([(targets == 1).sum(), (targets == 0).sum()]).float()
+    net.pair_counts[net.pair_step % net.pair_counts.shape[0]] = counts
+    net.pair_step += 1
+    pos, neg = net.pair_counts.sum(0)
+    return torch.stack([pos, neg]) / (pos + neg).clamp(min=1)
+
+
+def simnet_loss(model: nn.Module, out: dict, label: torch.Tensor, partners: list[int], config: Config) -> torch.Tensor:
+    """§1.5.4: class-balanced BCE of SimNet on cross-image pixel pairs of which at least one is base.
+
+    Per image, ``common_fraction`` of the points lie in a base class present in both images of
+    the pair (in the whole base region when there is none), the rest anywhere else outside void.
+    Target: same label. Features are detached, so this loss trains SimNet only. Both orders
+    (A->B and B->A) of every pair are used; SimNet runs once on all pairs of the batch.
+    """
+    feats, k, size = out["features"].detach(), unwrap(model).num_classes, label.shape[-2:]
+    n_common = round(config.common_fraction * config.points_per_image)
+    grids, targets = [], []
+    for i, j in enumerate(partners):
+        base = [_base_mask(label[x], k, config.novel) for x in (i, j)]
+        common = sorted(set(label[i][base[0]].unique().tolist()) & set(label[j][base[1]].unique().tolist()))
+        cls = common[int(torch.randint(len(common), ()))] if common else None
+        points = []
+        for x, is_base in zip((i, j), base):
+            inside = label[x] == cls if cls is not None else is_base
+            allowed = label[x] != IGNORE
+            idx_a, _ = sample_points(inside, allowed, n_common)
+            idx_b, _ = sample_points(~inside & allowed, allowed, config.points_per_image - n_common)
+            idx = torch.cat([idx_a, idx_b])
+            ok = allowed.flatten()[idx]
+            points.append((gather_points(feats[x], idx, size), label[x].flatten()[idx], is_base.flatten()[idx], ok))
+        (fa, la, ba, oa), (fb, lb, bb, ob) = points
+        valid = (ba[:, None] | bb[None]) & oa[:, None] & ob[None]  # (Pa, Pb): "different" is certain
+        same = la[:, None] == lb[None]
+        for first, second, v, s in ((fa, fb, valid, same), (fb, fa, valid.T, same.T)):
+            grids.append(pair_grid(first, second)[v.flatten()])
+            targets.append(s.flatten()[v.flatten()].long())
+    pairs, targets = torch.cat(grids), torch.cat(targets)
+    if targets.numel() < 2:  # BatchNorm needs two rows; nothing to learn from anyway
+        return sum(p.sum() for p in unwrap(model).simnet.parameters()) * 0.0
+    weights = _balance_weights(model, targets)
+    ce = F.cross_entropy(model(pairs=pairs).float(), targets, reduction="none")
+    return (ce * weights[targets]).sum() / targets.numel()
+
+
+def distill_term(student: torch.Tensor, teacher: torch.Tensor, mode: str) -> torch.Tensor:
+    """Mean distillation loss of student similarities ``s`` towards teacher similarities ``t`` (both in [0, 1]).
+
+    ``cce``: ``-max(t-1/2, 0) log(1+s) - max(1/2-t, 0) log(2-s)`` (pull above 1/2, push below);
+    ``ce``: binary cross-entropy with both clamped to [0.01, 0.99].
+    """
+    if mode == "ce":
+        s, t = student.clamp(DISTILL_CLAMP, 1 - DISTILL_CLAMP), teacher.clamp(DISTILL_CLAMP, 1 - DISTILL_CLAMP)
+        return -(t * s.log() + (1 - t) * (1 - s).log()).mean()
+    pull = (teacher - 0.5).clamp(min=0) * torch.log1p(student)
+    push = (0.5 - teacher).clamp(min=0) * torch.log(2 - student)
+    return -(pull + push).mean()
+
+
+def novel_scores(logits: torch.Tensor, mask_logits: torch.Tensor, novel: tuple[int, ...]) -> torch.Tensor:
+    """Novel class-score vectors ``v_c = sum_q softmax(Z_q)_c sigmoid(M_q)``: ``(N, K+1), (P, N) -> (P, K_novel)``."""
+    return mask_logits.float().sigmoid() @ logits.float().softmax(-1)[:, list(novel)]
+
+
+def distillation_loss(
+    model: nn.Module, out: dict, label: torch.Tensor, tags: torch.Tensor, partners: list[int], config: Config
+) -> torch.Tensor:
+    """§1.5.5: SimNet's similarity (teacher, no grad, eval mode) distilled into ``ReLU(cos(v_i, v_j))``.
+
+    Only pairs of images sharing a novel tag; points are sampled in each image's ``UNLABELED``
+    region, and only pairs of points that really lie in it count.
+    """
+    logits, masks, feats = out["logits"][-1], out["masks"][-1], out["features"]
+    size, terms = label.shape[-2:], []
+    novel_tags = tags[:, list(config.novel)] > 0
+    for i, j in enumerate(partners):
+        if i == j or not (novel_tags[i] & novel_tags[j]).any():
+            continue
+        points = []
+        for x in (i, j):
+            region = label[x] == UNLABELED
+            idx, inside = sample_points(region, region, config.points_per_image)
+            v = novel_scores(logits[x], gather_points(masks[x], idx, size), config.novel)
+            points.append((gather_points(feats[x].detach(), idx, size), v, inside))
+        (fa, va, oa), (fb, vb, ob) = points
+        valid = (oa[:, None] & ob[None]).flatten()
+        if valid.sum() < 2:
+            continue
+        simnet = unwrap(model).simnet
+        was_training = simnet.training
+        simnet.eval()
+        with torch.no_grad():
+            teacher = model(pairs=pair_grid(fa, fb)).float().softmax(-1)[:, 1]
+        simnet.train(was_training)
+        student = F.relu(F.cosine_similarity(va[:, None], vb[None], dim=-1)).flatten()
+        terms.append(distill_term(student[valid], teacher[valid], config.dist_mode))
+    return torch.stack(terms).mean() if terms else logits.sum() * 0.0
+
+
+# ----------------------------------------------------------------------------- the method contract
+
+
+def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, torch.Tensor]:
+    """``L = sum_layers [cls + mask + comp_weight comp] + sim_weight sim + dist_weight dist`` (§1.5)."""
+    out = model(batch["image"])
+    label, tags = batch["label"], batch["tags"]
+    loss_label = label if config.full_resolution else downsample_label(label, out["masks"].shape[-2:])
+    num_classes = unwrap(model).num_classes
+    targets = [image_targets(loss_label[i], tags[i], num_classes, config.novel) for i in range(label.shape[0])]
+    layers = range(out["logits"].shape[0]) if config.deep_supervision else [out["logits"].shape[0] - 1]
+    logs = {"cls": 0.0, "mask": 0.0, "comp": 0.0}
+    for layer in layers:
+        terms = layer_losses(out["logits"][layer], out["masks"][layer], targets, loss_label, config)
+        logs = {k: logs[k] + terms[k] for k in logs}
+    loss = config.class_weight * logs["cls"] + logs["mask"] + config.comp_weight * logs["comp"]
+    if config.simnet or config.distillation:
+        partners = pair_partners(tags, label, config.novel)
+    if config.simnet:
+        logs["sim"] = simnet_loss(model, out, label, partners, config)
+        loss = loss + config.sim_weight * logs["sim"]
+    if config.distillation and config.novel:
+        logs["dist"] = distillation_loss(model, out, label, tags, partners, config)
+        loss = loss + config.dist_weight * logs["dist"]
+    return {"loss": loss, **logs}
+
+
+def semantic_scores(logits: torch.Tensor, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """§1.8: ``S_c = sum_q softmax(Z_q)_c sigmoid(M_q)`` without "no object", upsampled: ``(B, K, H, W)``."""
+    probs = logits.float().softmax(-1)[..., :-1]  # (B, N, K)
+    scores = torch.einsum("bnk,bnhw->bkhw", probs, masks.float().sigmoid())
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+
+
+def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Class scores ``(B, C, H, W)`` for normalised ``(B, 3, H, W)`` images (final decoder layer)."""
+    out = model(images)
+    return semantic_scores(out["logits"][-1], out["masks"][-1], images.shape[-2:])
+
+
+# ----------------------------------------------------------------------------- for the dashboard
+
+
+@torch.no_grad()
+def proposals(model: nn.Module, image: torch.Tensor) -> list[dict]:
+    """Every query's proposal for one normalised ``(3, H, W)`` image, best first.
+
+    Each is ``{"mask": (H, W) float32 numpy in [0, 1], "cls": int, "score": float, "no_object": float}``
+    where ``cls`` is the most probable real class and ``score`` its probability.
+    """
+    was_training = model.training
+    model.eval()
+    out = model(image[None])
+    model.train(was_training)
+    probs = out["logits"][-1, 0].float().softmax(-1)  # (N, K+1)
+    score, cls = probs[:, :-1].max(-1)
+    masks = F.interpolate(out["masks"][-1].float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
+    masks = masks[0].sigmoid().cpu().numpy()
+    order = torch.argsort(score, descending=True).tolist()
+    return [
+        {"mask": masks[q], "cls": int(cls[q]), "score": float(score[q]), "no_object": float(probs[q, -1])}
+        for q in order
+    ]
+
+
+@torch.no_grad()
+def pixel_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Mask features bilinearly upsampled to the image size, ``(B, D, H, W)``: what SimNet compares."""
+    was_training = model.training
+    model.eval()
+    feats = model(images)["features"].float()
+    model.train(was_training)
+    return F.interpolate(feats, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def simnet_affinity(
+    model: nn.Module, features: torch.Tensor, row: int, col: int, other: torch.Tensor | None = None
+) -> torch.Tensor:
+    """SimNet's same-class probability between pixel ``(row, col)`` and every pixel: ``(D, H, W) -> (H, W)``.
+
+    ``features`` is one image of :func:`pixel_features`; pass ``other`` (another image's
+    ``(D, H', W')`` features) for a cross-image map of shape ``(H', W')``, as SimNet is trained.
+    Both pair orders are averaged; SimNet runs in eval mode.
+    """
+    d, h, w = features.shape
+    if not (0 <= row < h and 0 <= col < w):
+        raise ValueError(f"pixel ({row}, {col}) is outside the {h}x{w} feature map")
+    other = features if other is None else other
+    if other.shape[0] != d:
+        raise ValueError(f"other has {other.shape[0]} feature channels, features has {d}; use the same model")
+    was_training = model.simnet.training
+    model.simnet.eval()
+    targets = other.flatten(1).T  # (H'*W', D)
+    query = features[:, row, col][None].expand_as(targets)
+    sims = []
+    for start in range(0, len(targets), AFFINITY_CHUNK):
+        q, o = query[start : start + AFFINITY_CHUNK], targets[start : start + AFFINITY_CHUNK]
+        ab = model.simnet(torch.cat([q, o], 1)).float().softmax(-1)[:, 1]
+        ba = model.simnet(torch.cat([o, q], 1)).float().softmax(-1)[:, 1]
+        sims.append((ab + ba) / 2)
+    model.simnet.train(was_training)
+    return torch.cat(sims).view(other.shape[1:])
+
+
+# ----------------------------------------------------------------------------- optional retraining (§1.7 S2/S3)
+
+
+def pseudo_label(scores: torch.Tensor, label: torch.Tensor, tags: torch.Tensor, novel: tuple[int, ...]) -> torch.Tensor:
+    """S2 rule for one image: ``(C, H, W)`` scores, ``(H, W)`` given label, ``(C,)`` tags -> ``(H, W)`` uint8.
+
+    Start from all ``IGNORE``; pixels whose argmax is a *tagged* novel class get it (absent novel
+    classes are dropped); every base pixel of the given label is copied over, base wins.
+    """
+    pred = scores.argmax(0)
+    out = torch.full(label.shape, IGNORE, dtype=torch.uint8, device=label.device)
+    for c in novel:
+        if tags[c] > 0:
+            out[pred == c] = c
+    base = label < scores.shape[0]
+    out[base] = label[base].to(torch.uint8)
+    return out
+
+
+@torch.no_grad()
+def write_pseudo_label_dataset(
+    model: nn.Module, data: str | Path, split_novel: tuple[int, ...], size: tuple[int, int], out: str | Path
+) -> Path:
+    """S2 as files: a dataset folder whose ``train`` masks are pseudo labels, for retraining (S3).
+
+    ``out/images`` links to the original images, ``out/masks/val`` to the original validation
+    masks, ``out/masks/train`` holds one PNG index mask per training image at its original size
+    (base pixels from the given masks, tagged novel classes from the model at ``size``, the rest
+    void 255). Retrain on it *without* a protocol (novel classes now have masks), e.g.
+    ``python -m workbench train --method simformer --data OUT --simnet=false --distillation=false``,
+    and evaluate with ``python -m workbench eval --checkpoint RUN --data ORIGINAL --protocol NAME``.
+    """
+    import json
+
+    from workbench.data.augment import resize_pair
+    from workbench.data.dataset import normalize_image
+    from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
+    from workbench.io import save_index_png
+    from workbench.splits import ClassSplit
+
+    info, out = load_dataset_info(data), Path(out)
+    split = ClassSplit(info.classes, tuple(split_novel))
+    (out / info.mask_dir / "train").mkdir(parents=True, exist_ok=True)
+    doc = info.to_json_dict() | {"ignore_index": IGNORE, "description": f"SimFormer pseudo labels for {info.name}"}
+    (out / "dataset.json").write_text(json.dumps(doc, indent=1))
+    for link, target in ((out / info.image_dir, info.root / info.image_dir),
+                         (out / info.mask_dir / "val", info.root / info.mask_dir / "val")):  # fmt: skip
+        if not link.exists():
+            link.symlink_to(target.resolve(), target_is_directory=True)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    for name in list_split(info, "train"):
+        image = read_image(info.image_path("train", name))
+        mask = read_mask(info.mask_path("train", name), info, shape=image.shape[:2])
+        tags = torch.zeros(info.num_classes)
+        tags[[c for c in np.unique(mask).tolist() if c < info.num_classes]] = 1.0
+        small, _ = resize_pair(image, np.zeros(image.shape[:2], np.uint8), *size)
+        scores = predict(model, normalize_image(small)[None].to(device))
+        scores = F.interpolate(scores, size=image.shape[:2], mode="bilinear", align_corners=False)[0].cpu()
+        given = torch.from_numpy(split.hide_novel(mask).astype(np.int64))
+        save_index_png(out / info.mask_dir / "train" / f"{name}{info.mask_ext}",
+                       pseudo_label(scores, given, tags, split.novel).numpy(), info.colors)  # fmt: skip
+    model.train(was_training)
+    return out
