@@ -243,9 +243,9 @@ def train(
 
     ``on_log`` receives every metrics record as it is written; ``should_stop`` is polled
     every step (a dashboard's cancel button). ``model`` continues from given weights.
-    Under ``torchrun`` the model is wrapped in DistributedDataParallel and rank 0 alone
-    writes the run directory; ``training_step`` must therefore call ``model(...)`` rather
-    than the model's submodules.
+    Under ``torchrun`` the model is wrapped in :class:`MethodDDP` and rank 0 alone writes
+    the run directory; ``training_step`` must call ``model(...)`` once per step (that call
+    starts DDP's gradient synchronisation) and may also use the model's submodules.
     """
     check_numbers(method_config)  # before anything is written
     torch.manual_seed(config.seed)
@@ -366,11 +366,27 @@ def _replanned(saved: dict, scheduler) -> dict:
     return {**saved, "total_steps": fresh["total_steps"], "_schedule_phases": fresh["_schedule_phases"]}
 
 
+class MethodDDP(DistributedDataParallel):
+    """DDP that still lets a method reach its model's heads (``model.tag_head``) as without DDP.
+
+    Gradients of every parameter are all-reduced by DDP's hooks whichever path used it; some
+    heads are unused in some steps, hence ``find_unused_parameters=True``.
+    """
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
 def _wrap(model: nn.Module, device: torch.device, config: TrainConfig) -> nn.Module:
     """DistributedDataParallel under torchrun, then optionally torch.compile; the plain model otherwise."""
     wrapped = model
     if dist.is_distributed():
-        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        wrapped = MethodDDP(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
     if config.compile:
         wrapped = torch.compile(wrapped)
     return wrapped
