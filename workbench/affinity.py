@@ -32,14 +32,15 @@ def neighbour_offsets(dilations: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(0, 0)] + [(dy * d, dx * d) for d in dilations for dy, dx in DIRECTIONS]
 
 
-def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``out[..., i, j] = x[..., i + dy, j + dx]`` with edge replication; ``x`` is ``(B, K, H, W)``."""
-    if dy == 0 and dx == 0:
-        return x
-    p = max(abs(dy), abs(dx))
+def shifted(x: torch.Tensor, offsets: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """``[x shifted by (dy, dx)]``: ``out[..., i, j] = x[..., i + dy, j + dx]`` with edge replication.
+
+    ``x`` is ``(B, K, H, W)``; it is padded once and sliced per offset (views, no copies).
+    """
+    p = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
     h, w = x.shape[-2:]
-    padded = F.pad(x, (p, p, p, p), mode="replicate")
-    return padded[..., p + dy : p + dy + h, p + dx : p + dx + w]
+    padded = F.pad(x, (p, p, p, p), mode="replicate") if p else x
+    return [padded[..., p + dy : p + dy + h, p + dx : p + dx + w] for dy, dx in offsets]
 
 
 def local_affinity(
@@ -50,10 +51,11 @@ def local_affinity(
     ``w_ij ∝ exp(-|g_i - g_j|^2 / sigma_guide^2 - |p_i - p_j|^2 / sigma_space^2)`` for ``j`` in the
     dilated window (``guide``: ``(B, K, H, W)``, e.g. RGB in [0, 1]; ``sigma_space`` in pixels).
     """
-    logits = []
-    for dy, dx in neighbour_offsets(dilations):
-        colour = (guide - shift(guide, dy, dx)).pow(2).sum(1)  # (B, H, W)
-        logits.append(-colour / sigma_guide**2 - (dy * dy + dx * dx) / sigma_space**2)
+    offsets = neighbour_offsets(dilations)
+    logits = [
+        -(guide - other).pow(2).sum(1) / sigma_guide**2 - (dy * dy + dx * dx) / sigma_space**2
+        for (dy, dx), other in zip(offsets, shifted(guide, offsets))
+    ]  # each (B, H, W)
     return torch.stack(logits, 1).softmax(1)
 
 
@@ -63,7 +65,7 @@ def propagate(features: torch.Tensor, weights: torch.Tensor, dilations: tuple[in
     if weights.shape[1] != len(offsets):
         raise ValueError(f"weights have {weights.shape[1]} offsets, dilations {dilations} give {len(offsets)}")
     for _ in range(steps):
-        features = sum(weights[:, k : k + 1] * shift(features, dy, dx) for k, (dy, dx) in enumerate(offsets))
+        features = sum(weights[:, k : k + 1] * other for k, other in enumerate(shifted(features, offsets)))
     return features
 
 

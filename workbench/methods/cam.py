@@ -99,12 +99,15 @@ class CamNet(nn.Module):
         self.features = nn.Identity()
         self.head = ClassifierHead(self.seg.encoder.out_channels[cam_stage], num_classes)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"seg": (B, C, H, W), "logits": (B, C), "features": (B, K, h, w)}``."""
+    def forward(self, images: torch.Tensor, segment: bool = True) -> dict[str, torch.Tensor]:
+        """``{"seg": (B, C, H, W), "logits": (B, C), "features": (B, K, h, w)}``; ``segment=False``
+        skips the decoder (no ``"seg"``)."""
         stages = self.seg.encoder(images)
         feats = self.features(stages[self.cam_stage])
-        seg = self.seg.segmentation_head(self.seg.decoder(stages))
-        return {"seg": seg, "logits": self.head(feats), "features": feats}
+        out = {"logits": self.head(feats), "features": feats}
+        if segment:
+            out["seg"] = self.seg.segmentation_head(self.seg.decoder(stages))
+        return out
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """Tag logits ``(B, C)`` (encoder + head only)."""
@@ -281,10 +284,13 @@ def ramp(progress: float, start: float, length: float) -> float:
 
 
 def training_step(model: CamNet, batch: dict, config: Config) -> dict[str, torch.Tensor]:
-    out = model(batch["image"])
+    weight = ramp(float(batch.get("progress", 1.0)), config.seg_start, config.seg_ramp)
+    out = model(batch["image"], segment=weight > 0)
     tags = batch["tags"]
     bce = F.binary_cross_entropy_with_logits(out["logits"].float(), tags)
-    weight = ramp(float(batch.get("progress", 1.0)), config.seg_start, config.seg_ramp)
+    if weight == 0:  # the segmenter waits for the CAMs to mean something
+        zero = torch.zeros((), device=bce.device)
+        return {"loss": config.bce_weight * bce, "bce": bce.detach(), "seg": zero, "pseudo_coverage": zero}
     with torch.no_grad():
         cams = fast_cams(model.head, out["features"].detach(), tuple(batch["image"].shape[-2:]), tags)
         cams = refine_cams(cams, batch["image"], config)
