@@ -134,6 +134,7 @@ def load_weights(model: nn.Module, weights: str | Path | dict[str, torch.Tensor]
 
 
 def load_train_state(run_dir: Path) -> dict | None:
+    """The optimizer/scheduler/epoch/RNG state, or None; tensors and plain containers only (never code)."""
     path = run_dir / STATE_FILE
     if not path.is_file():
         return None
@@ -141,5 +142,14 @@ def load_train_state(run_dir: Path) -> dict | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(
-            f"{path}: unreadable training state ({type(err).__name__}: {err}); delete it to start over"
+            f"{path}: unreadable training state ({type(err).__name__}: {_reason(err)}); it is refused, not "
+            "unpickled: delete it to start over"
         ) from None
+
+
+def _reason(err: Exception) -> str:
+    """The useful line of an error: torch's weights-only refusal buries it under advice to unpickle."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    return " ".join(text.split("\n\n", 1)[0].split()) or type(err).__name__

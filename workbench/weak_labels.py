@@ -84,10 +84,11 @@ class WeakLabels:
             _check_class(c, num_classes, f"{where}: tag")
         for i, p in enumerate(self.points):
             _check_class(p.cls, num_classes, f"{where}: point {i}")
-            if not (0 <= p.row < self.height and 0 <= p.col < self.width):
+            if not (-0.5 <= p.row < self.height - 0.5 and -0.5 <= p.col < self.width - 0.5):  # on a pixel
                 raise WeakLabelError(
-                    f"{where}: point {i} at (row={p.row}, col={p.col}) is off the "
-                    f"{self.height}x{self.width} image; move it inside 0<=row<{self.height}, 0<=col<{self.width}"
+                    f"{where}: point {i} at (row={p.row}, col={p.col}) is off the {self.height}x{self.width} "
+                    f"image; pixel centres run 0..{self.height - 1} x 0..{self.width - 1}, so keep "
+                    f"-0.5<=row<{self.height - 0.5}, -0.5<=col<{self.width - 0.5}"
                 )
             if not np.isfinite(p.radius) or p.radius < 0:
                 raise WeakLabelError(f"{where}: point {i} radius must be >= 0, got {p.radius}")
@@ -232,21 +233,35 @@ def _draw_scribble(label: np.ndarray, scribble: Scribble) -> None:
     rad = max(scribble.width, 1.0) / 2
     path = np.asarray(scribble.path, dtype=np.float64)  # (V, 2) rows, cols
     starts, ends = path[:-1], path[1:]  # (S, 2) each
-    extent = np.ceil(np.maximum(starts, ends) + rad) - np.floor(np.minimum(starts, ends) - rad) + 1  # (S, 2)
+    corner, extent = _windows(starts, ends, rad, label.shape)
+    on_canvas = (extent > 0).all(1)  # segments wholly off the image draw nothing
+    starts, ends, corner, extent = starts[on_canvas], ends[on_canvas], corner[on_canvas], extent[on_canvas]
+    if not len(starts):
+        return
     if len(starts) * extent[:, 0].max() * extent[:, 1].max() <= _SCRIBBLE_BATCH_PX:
-        _draw_segments(label, starts, ends, rad, scribble.cls)
+        _draw_segments(label, starts, ends, corner, extent.max(0), rad, scribble.cls)
     else:  # long segments: one at a time keeps memory small
         for i in range(len(starts)):
-            _draw_segments(label, starts[i : i + 1], ends[i : i + 1], rad, scribble.cls)
+            _draw_segments(label, starts[i : i + 1], ends[i : i + 1], corner[i : i + 1], extent[i], rad, scribble.cls)
+
+
+def _windows(starts: np.ndarray, ends: np.ndarray, rad: float, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corner and size ``(S, 2)`` of the pixel window of each segment, clipped to the image
+    (a vertex far off the canvas must not make a window of millions of pixels)."""
+    limit = np.asarray(shape)
+    corner = np.clip(np.floor(np.minimum(starts, ends) - rad), 0, limit).astype(np.int64)
+    stop = np.clip(np.ceil(np.maximum(starts, ends) + rad) + 1, 0, limit).astype(np.int64)
+    return corner, stop - corner
 
 
 _SCRIBBLE_BATCH_PX = 1 << 20  # segments are rasterised together while their windows hold fewer pixels
 
 
-def _draw_segments(label: np.ndarray, starts: np.ndarray, ends: np.ndarray, rad: float, cls: int) -> None:
-    """Label pixels within ``rad`` of any segment ``starts[i] -> ends[i]`` (``(S, 2)`` arrays), in one window each."""
-    corner = np.floor(np.minimum(starts, ends) - rad).astype(np.int64)  # (S, 2) top-left of each window
-    size = (np.ceil(np.maximum(starts, ends) + rad).astype(np.int64) - corner + 1).max(0)
+def _draw_segments(
+    label: np.ndarray, starts: np.ndarray, ends: np.ndarray, corner: np.ndarray, size: np.ndarray, rad: float, cls: int
+) -> None:
+    """Label pixels within ``rad`` of any segment ``starts[i] -> ends[i]`` (``(S, 2)`` arrays), in a
+    ``size`` window from each ``corner``."""
     rows = corner[:, 0, None, None] + np.arange(size[0])[None, :, None]  # (S, K0, 1)
     cols = corner[:, 1, None, None] + np.arange(size[1])[None, None, :]  # (S, 1, K1)
     a_r, a_c = starts[:, 0, None, None], starts[:, 1, None, None]
@@ -413,7 +428,7 @@ def from_json_dict(d: dict, where: str = "weak labels") -> WeakLabels:
             ),
             tuple(Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(b[4])) for b in d.get("boxes", [])),
         )
-    except (KeyError, TypeError, ValueError, IndexError) as err:
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError) as err:
         raise WeakLabelError(
             f"{where}: malformed record ({type(err).__name__}: {err}); expected "
             "{height, width, tags: [c], points: [[row, col, cls, radius]], scribbles: [{path, cls, width}], "
@@ -450,11 +465,16 @@ def load_weak_labels(path: str | Path) -> WeakLabelSet:
         raise WeakLabelError(
             f"{path}: no such weak-label file; write one with `python -m workbench simulate`"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise WeakLabelError(f"{path}: not valid JSON ({err}); re-export the annotations") from None
+    except OSError as err:
+        raise WeakLabelError(f"{path}: cannot read the weak-label file ({err}); pass a readable JSON file") from None
     if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT or not isinstance(doc.get("images"), dict):
         raise WeakLabelError(f"{path}: not a weak-label file (expected 'format': '{JSON_FORMAT}', 'classes', 'images')")
-    classes = tuple(doc.get("classes", []))
+    classes = doc.get("classes", [])
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise WeakLabelError(f"{path}: 'classes' must be a list of class names, got {classes!r:.80}")
+    classes = tuple(classes)
     labels = {}
     for name, rec in doc["images"].items():
         weak = from_json_dict(rec, where=f"{path}: image {name!r}")

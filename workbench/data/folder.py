@@ -101,6 +101,11 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     ignore = doc["ignore_index"]
     if not (0 <= ignore <= 255) or ignore < len(classes):
         raise DatasetError(f"{path}: 'ignore_index' {ignore} must be in {len(classes)}..255 (not a class index)")
+    counts = doc["splits"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
+        raise DatasetError(f"{path}: 'splits' must map split names to image counts (ints >= 0), got {counts}")
+    if not isinstance(doc.get("weak_shot_protocols", {}), dict):
+        raise DatasetError(f"{path}: 'weak_shot_protocols' must be an object {{name: {{'novel': [class names]}}}}")
     protocols = {}
     for pname, proto in doc.get("weak_shot_protocols", {}).items():
         novel = proto.get("novel") if isinstance(proto, dict) else None
@@ -152,15 +157,20 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                arr = (255 * arr / max(arr.max(), 1)).astype(np.uint8)
-                return np.repeat(arr[..., None], 3, axis=2)
-            return np.asarray(img.convert("RGB"))
+            return image_to_rgb(img)
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file missing") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"{path}: unreadable or corrupt image ({err}); re-export or remove it") from None
+
+
+def image_to_rgb(img: Image.Image) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of a loaded image; 16-bit and 32-bit gray are scaled by their maximum."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
+        arr = (255 * arr / max(arr.max(), 1)).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
 
 
 def read_mask(path: str | Path, info: DatasetInfo, shape: tuple[int, int] | None = None) -> np.ndarray:
