@@ -68,7 +68,11 @@ def test_complementary_loss_is_smallest_when_novel_masks_cover_exactly_the_not_b
     region = (label == UNLABELED).float()
 
     def loss(*masks):
-        return float(simformer.complementary_loss(torch.stack(masks) * 20 - 10, label, config))
+        return float(
+            simformer.complementary_loss(
+                torch.stack(masks) * 20 - 10, simformer.not_base_region(label[None])[0], config
+            )
+        )
 
     half = region.clone()
     half[:, 4:] = 0
@@ -79,16 +83,27 @@ def test_complementary_loss_is_smallest_when_novel_masks_cover_exactly_the_not_b
     assert exact < loss(region, (label == IGNORE).float())  # void and padding are negatives
 
 
+def test_small_objects_keep_soft_targets_at_the_mask_resolution():
+    label = torch.zeros(8, 8, dtype=torch.long)
+    label[5, 6] = 2  # one pixel: nearest downsampling by 4 would lose it
+    label[0, :4] = UNLABELED
+    targets = simformer.image_targets(label, torch.tensor([1.0, 0, 1, 1]), 4, novel=(3,), size=(2, 2))
+    assert targets.classes.tolist() == [0, 2, 3]  # base 0 and 2 with masks, tagged novel 3 without
+    assert targets.masks[1].tolist() == [[0.0, 0.0], [0.0, 1 / 16]]
+    region = simformer.not_base_region(label[None], (2, 2))[0]
+    assert region.tolist() == [[0.25, 0.0], [0.0, 0.0]]
+
+
 def test_complementary_loss_floors_the_union_at_probability_five_percent():
     label, config = comp_label(), simformer.Config()
     region = (label == UNLABELED).float()
     far_below = torch.where(region > 0, 10.0, -80.0)[None]
     at_floor = torch.where(region > 0, 10.0, simformer.IGNORE_PROPOSAL_LOGIT)[None]
-    assert float(simformer.complementary_loss(far_below, label, config)) == pytest.approx(
-        float(simformer.complementary_loss(at_floor, label, config))
+    assert float(simformer.complementary_loss(far_below, region, config)) == pytest.approx(
+        float(simformer.complementary_loss(at_floor, region, config))
     )
     far_below.requires_grad_(True)
-    simformer.complementary_loss(far_below, label, config).backward()
+    simformer.complementary_loss(far_below, region, config).backward()
     assert (far_below.grad[0][region == 0] == 0).all()  # nothing pushes weak proposals further down
 
 
@@ -247,3 +262,21 @@ def test_cli_trains_with_a_protocol_and_fills_the_novel_classes(synthetic_root, 
     assert json.loads((out / "config.json").read_text())["method_config"]["novel"] == [5, 7]
     report = json.loads((out / "report.json").read_text())
     assert 0.0 <= report["novel_miou"] <= 1.0 and np.isfinite(report["harmonic_miou"])
+
+
+def test_pseudo_label_dataset_is_a_valid_folder_with_the_given_base_pixels(synthetic_root, tmp_path):
+    from workbench.data.folder import list_split, load_dataset_info, read_mask, validate_dataset
+
+    model = simformer.build(8, TINY, Backbone())
+    out = simformer.write_pseudo_label_dataset(model, synthetic_root, (5, 7), (32, 32), tmp_path / "pseudo")
+    assert validate_dataset(out) == []
+    info, original = load_dataset_info(out), load_dataset_info(synthetic_root)
+    for name in list_split(info, "train"):
+        pseudo, truth = (
+            read_mask(info.mask_path("train", name), info),
+            read_mask(original.mask_path("train", name), original),
+        )
+        base = (truth < 8) & ~np.isin(truth, (5, 7))
+        assert (pseudo[base] == truth[base]).all()  # base pixels are the given labels
+        assert np.isin(pseudo[~base], (5, 7, IGNORE)).all()  # elsewhere a novel class or void
+        assert np.isin(np.unique(pseudo[~base]), np.append(np.unique(truth), IGNORE)).all()  # only tagged classes

@@ -27,8 +27,9 @@ Choices of ours (the paper's code differs or says nothing), all in this file:
 - distillation samples only ``UNLABELED`` pixels (the paper's region also holds padding) and
   averages over pairs of points that really lie in that region;
 - pairs are formed inside the batch (:func:`pair_partners`): any batch size works;
-- by default the mask and complementary losses are computed at the mask resolution (H/4, labels
-  nearest-downsampled), 16x cheaper than the paper's full resolution (``full_resolution=true``);
+- by default the mask and complementary losses are computed at the mask resolution (H/4, with
+  area-averaged soft targets so small objects keep theirs), 16x cheaper than the paper's full
+  resolution (``full_resolution=true``);
 - optimisation (optimizer, schedule, no gradient clipping) is the engine's; the paper's
   AdamW 1e-4, poly schedule and clip 0.01 are not reproduced.
 
@@ -248,13 +249,37 @@ class Targets:
         return self.masks.shape[0]
 
 
-def image_targets(label: torch.Tensor, tags: torch.Tensor, num_classes: int, novel: tuple[int, ...]) -> Targets:
-    """Base classes present in ``label (H, W)`` and the novel classes named by ``tags (C,)``."""
+def image_targets(
+    label: torch.Tensor,
+    tags: torch.Tensor,
+    num_classes: int,
+    novel: tuple[int, ...],
+    size: tuple[int, int] | None = None,
+) -> Targets:
+    """Base classes present in ``label (H, W)`` and the novel classes named by ``tags (C,)``.
+
+    With ``size``, the base masks are area-averaged to it (soft targets), so that a small
+    object still present in the label keeps a target at the mask resolution.
+    """
     present = torch.unique(label)
     base = [int(c) for c in present if c < num_classes and int(c) not in novel]
     novel_present = [c for c in novel if tags[c] > 0]
     masks = torch.stack([(label == c).float() for c in base]) if base else label.new_zeros((0,) + label.shape).float()
+    if size is not None and tuple(size) != tuple(label.shape):
+        masks = F.interpolate(masks[None], size=tuple(size), mode="area")[0]
     return Targets(torch.tensor(base + novel_present, dtype=torch.long, device=label.device), masks)
+
+
+def not_base_region(label: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The complementary loss's target: 1 where a pixel is neither base nor void (``UNLABELED``).
+
+    ``(B, H, W)`` label -> ``(B, H, W)`` float, or area-averaged to ``size`` (soft targets).
+    Void and padding (``IGNORE``) count as 0, as base pixels do.
+    """
+    region = (label == UNLABELED).float()
+    if size is not None and tuple(size) != tuple(label.shape[-2:]):
+        region = F.interpolate(region[:, None], size=tuple(size), mode="area")[:, 0]
+    return region
 
 
 def pairwise_focal(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -311,34 +336,29 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * (prob * targets).sum(1) + 1) / (prob.sum(1) + targets.sum(1) + 1)
 
 
-def complementary_loss(novel_mask_logits: torch.Tensor, label: torch.Tensor, config: Config) -> torch.Tensor:
+def complementary_loss(novel_mask_logits: torch.Tensor, region: torch.Tensor, config: Config) -> torch.Tensor:
     """§1.5.3 for one image: the union of its matched novel masks should be exactly the not-base region.
 
-    ``novel_mask_logits (T_novel, H, W)`` at the input resolution; ``label (H, W)``. The union is
-    the pixel-wise max, floored at the fixed "ignore" logit ``logit(0.05)`` so that weak novel
-    proposals are not pushed to -inf on base pixels. Target: not base and not void, i.e.
-    ``UNLABELED``; void and padding (``IGNORE``) are negatives.
+    ``novel_mask_logits (T_novel, H, W)``; ``region (H, W)`` from :func:`not_base_region` (not base,
+    not void: unlabelled pixels are positives, void and padding negatives). The union is the
+    pixel-wise max, floored at the fixed "ignore" logit ``logit(0.05)`` so that weak novel
+    proposals are not pushed to -inf on base pixels.
     """
     union = novel_mask_logits.float().amax(0).clamp(min=IGNORE_PROPOSAL_LOGIT).flatten()[None]
-    target = (label == UNLABELED).float().flatten()[None]
+    target = region.float().flatten()[None]
     return config.mask_weight * focal_loss(union, target)[0] + config.dice_weight * dice_loss(union, target)[0]
 
 
-def downsample_label(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour ``(B, H, W) -> (B, h, w)`` label map (mask losses at the mask resolution)."""
-    return F.interpolate(label[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
-
-
 def layer_losses(
-    logits: torch.Tensor, masks: torch.Tensor, targets: list[Targets], label: torch.Tensor, config: Config
+    logits: torch.Tensor, masks: torch.Tensor, targets: list[Targets], region: torch.Tensor, config: Config
 ) -> dict[str, torch.Tensor]:
     """Classification, base-mask and complementary losses of one decoder layer.
 
-    ``logits (B, N, K+1)``, ``masks (B, N, h, w)``, ``label (B, H, W)``: losses are computed at the
-    label's resolution (masks upsampled bilinearly when it is larger). Matching is per image.
+    ``logits (B, N, K+1)``, ``masks (B, N, h, w)``, targets and ``region (B, H, W)`` at the loss
+    resolution (masks are upsampled bilinearly when it is larger). Matching is per image.
     """
     b, n, k1 = logits.shape
-    size = label.shape[-2:]
+    size = region.shape[-2:]
     class_target = torch.full((b, n), k1 - 1, dtype=torch.long, device=logits.device)  # "no object"
     mask_terms, comp_terms = [], []
     for i, tgt in enumerate(targets):
@@ -355,7 +375,7 @@ def layer_losses(
             pred, gt = matched[is_base].flatten(1), tgt.masks[cols[is_base]].flatten(1)
             mask_terms.append(config.mask_weight * focal_loss(pred, gt) + config.dice_weight * dice_loss(pred, gt))
         if config.complementary and (~is_base).any():
-            comp_terms.append(complementary_loss(matched[~is_base], label[i], config))
+            comp_terms.append(complementary_loss(matched[~is_base], region[i], config))
     weight = torch.ones(k1, device=logits.device)
     weight[-1] = config.no_object_weight
     zero = logits.sum() * 0.0
@@ -550,13 +570,14 @@ def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, to
     """``L = sum_layers [cls + mask + comp_weight comp] + sim_weight sim + dist_weight dist`` (§1.5)."""
     out = model(batch["image"])
     label, tags = batch["label"], batch["tags"]
-    loss_label = label if config.full_resolution else downsample_label(label, out["masks"].shape[-2:])
+    size = tuple(label.shape[-2:] if config.full_resolution else out["masks"].shape[-2:])
     num_classes = unwrap(model).num_classes
-    targets = [image_targets(loss_label[i], tags[i], num_classes, config.novel) for i in range(label.shape[0])]
+    targets = [image_targets(label[i], tags[i], num_classes, config.novel, size) for i in range(label.shape[0])]
+    region = not_base_region(label, size)
     layers = range(out["logits"].shape[0]) if config.deep_supervision else [out["logits"].shape[0] - 1]
     logs = {"cls": 0.0, "mask": 0.0, "comp": 0.0}
     for layer in layers:
-        terms = layer_losses(out["logits"][layer], out["masks"][layer], targets, loss_label, config)
+        terms = layer_losses(out["logits"][layer], out["masks"][layer], targets, region, config)
         logs = {k: logs[k] + terms[k] for k in logs}
     loss = config.class_weight * logs["cls"] + logs["mask"] + config.comp_weight * logs["comp"]
     if config.simnet or config.distillation:
