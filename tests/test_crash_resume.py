@@ -30,6 +30,7 @@ SIZE = (24, 24)
 N_IMAGES = 6
 KILLS = 50
 WARM_WRITERS = 2  # writers importing in the background while another one writes
+KILL_WHILE_OPENING = 0.2  # share of kills timed from the start rather than from the first edit
 
 
 def _digest(store, image):
@@ -86,6 +87,12 @@ while True:
 )
 
 
+def _pump(proc: subprocess.Popen, lines: list[str], first_ack: threading.Event) -> None:
+    for line in proc.stdout:
+        lines.append(line)
+        first_ack.set()
+
+
 def _spawn_writer(path: Path, seed: int) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     return subprocess.Popen(
@@ -120,11 +127,16 @@ def test_store_keeps_every_acknowledged_edit_through_50_kills(tmp_path):
         writers.append(_spawn_writer(path, kill + WARM_WRITERS))
         assert proc.stdout.readline() == "ready\n", proc.stderr.read()
         lines: list[str] = []
-        pump = threading.Thread(target=lines.extend, args=(proc.stdout,))
+        first_ack = threading.Event()
+        pump = threading.Thread(target=_pump, args=(proc, lines, first_ack))
         pump.start()
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        deadline = time.monotonic() + rng.uniform(0.0, 0.4)
+        if rng.random() < KILL_WHILE_OPENING:  # may hit the store's creation and migration
+            deadline = time.monotonic() + rng.uniform(0.0, 0.1)
+        else:  # mid-burst, however slowly a loaded machine runs the writer
+            first_ack.wait(timeout=60)
+            deadline = time.monotonic() + rng.uniform(0.0, 0.3)
         while time.monotonic() < deadline:
             reader.to_weak_label_set()
         proc.send_signal(signal.SIGKILL)
