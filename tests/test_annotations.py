@@ -59,6 +59,8 @@ def test_explicit_tags_add_to_derived_ones_and_undo(store):
     assert [h["op"] for h in store.history("im")] == ["add", "tags"]
     assert store.undo("im")
     assert store.weak_labels("im").tags == {0}
+    store.set_tags("fresh", [], SIZE)  # nothing to set: not an edit, not an annotated image
+    assert store.images() == ["im"]
 
 
 def test_undo_redo_is_stroke_level_and_a_new_edit_clears_redo(store):

@@ -329,8 +329,10 @@ class AnnotationStore:
             raise AnnotationError(f"image {image!r}: tags must be a list of class indices, got {tags!r}")
         after = sorted({_class_index(t, len(self.classes), f"image {image!r}: tag") for t in tags})
         with self._write() as db:
-            self._ensure_image(db, image, size)
-            before = json.loads(db.execute("SELECT tags FROM images WHERE name = ?", (image,)).fetchone()[0])
+            row = db.execute("SELECT tags FROM images WHERE name = ?", (image,)).fetchone()
+            before = json.loads(row[0]) if row else []
+            if row is not None or before != after:  # no tags on a new image: no edit, no image row
+                self._ensure_image(db, image, size)
             if before != after:
                 db.execute("UPDATE images SET tags = ? WHERE name = ?", (json.dumps(after), image))
                 self._record(db, image, "tags", [], [before, after])
