@@ -1,0 +1,624 @@
+"""The weakseg dashboard: browse images, annotate points and scribbles, retrain in place, inspect the model.
+
+Serve it (binds to localhost; other machines need ``--expose``)::
+
+    panel serve apps/dashboard.py --args --data data/synthetic            # fresh partial_ce model
+    panel serve apps/dashboard.py --args --run runs/latest                # a trained run
+    python apps/dashboard.py --run runs/latest --port 5006 [--expose]
+
+or show it in a JupyterLab cell (started in the repository root)::
+
+    from apps.dashboard import Dashboard
+    from workbench.session import DashboardSession
+    Dashboard(DashboardSession.open(run="runs/latest"))
+
+This file is layout only: state and torch work live in :mod:`workbench.session`, drawing in
+:mod:`workbench.views`. Keys: digits pick the class, ``[`` ``]`` brush width, ``z`` undo,
+``Z`` redo, ``n``/``p`` next/previous image. Every edit is stored in SQLite at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from functools import partial
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+from bokeh.core.validation import silence
+from bokeh.core.validation.warnings import FIXED_SIZING_MODE
+from holoviews import streams
+from panel.custom import JSComponent
+from panel.io.state import set_curdoc
+
+from workbench import views
+from workbench.security import MAX_UPLOAD_BYTES as MAX_IMAGE_BYTES
+from workbench.security import bind_address, check_upload, safe_path
+from workbench.session import DashboardSession, SessionError, read_run
+from workbench.weak_labels import WeakLabelError
+
+pn.extension("tabulator")
+hv.extension("bokeh")
+silence(FIXED_SIZING_MODE)  # images are sized by frame_width/frame_height on purpose (square pixels)
+
+MAX_JSON_BYTES = 5_000_000  # a weak-label JSON of a few thousand images
+POLL_MS = 250  # how often the page reads the trainer's progress
+MAX_POINTS = 10_000
+PROPOSALS_K = 8
+USER_ERRORS = (WeakLabelError, SessionError, ValueError)
+TOOLS = ("point", "scribble", "pan")
+
+
+class KeyboardShortcuts(JSComponent):
+    """Sends key presses on the page (not in text fields) to Python; ``on_key(key)`` handles them."""
+
+    _esm = """
+    export function render({ model }) {
+      function onKey(event) {
+        const target = event.composedPath()[0];
+        const tag = (target && target.tagName || "").toLowerCase();
+        if (["input", "textarea", "select"].includes(tag) || (target && target.isContentEditable)) return;
+        if (event.ctrlKey || event.metaKey || event.altKey) return;
+        if (event.key.length !== 1) return;
+        model.send_msg({ key: event.key });
+      }
+      document.addEventListener("keydown", onKey);
+      model.on("remove", () => document.removeEventListener("keydown", onKey));
+      const el = document.createElement("span");
+      el.style.display = "none";
+      return el;
+    }
+    """
+
+    def __init__(self, on_key, **params) -> None:
+        super().__init__(**params)
+        self._on_key = on_key
+
+    def _handle_msg(self, msg: dict) -> None:
+        key = msg.get("key") if isinstance(msg, dict) else None
+        if isinstance(key, str) and len(key) == 1:
+            self._on_key(key)
+
+
+class AnnotationCanvas:
+    """The image with a mask overlay, the annotations, a PointDraw and a FreehandDraw layer.
+
+    Edits reach the store at once: a new point is the extra position the PointDraw data
+    gains, a moved or deleted one the position that changed or went missing; a finished
+    stroke is a scribble. Positions, not the browser's extra columns, are compared, so a
+    stale column never turns into an edit. After every edit the layers are re-sent from
+    the store, which is the single source of truth.
+    """
+
+    def __init__(self, session: DashboardSession) -> None:
+        self.session = session
+        self._toolbar = None
+        self.image_pipe = streams.Pipe(data=session.image())
+        self.overlay_pipe = streams.Pipe(data=self._overlay_rgba())
+        self.labels_pipe = streams.Pipe(data=self._labels_rgba())
+        self.points_pipe = streams.Pipe(data=self._points())
+        self.path_pipe = streams.Pipe(data=[])
+        base = hv.DynamicMap(
+            lambda data: views.image_element(data).opts(hooks=[self._remember]), streams=[self.image_pipe]
+        )
+        overlay = hv.DynamicMap(lambda data: views.image_element(data), streams=[self.overlay_pipe])
+        labels = hv.DynamicMap(lambda data: views.image_element(data), streams=[self.labels_pipe])
+        points = hv.DynamicMap(lambda data: hv.Points(data, vdims=["color", "cls", "id"]), streams=[self.points_pipe])
+        points = points.opts(color="color", size=11, line_color="black", line_width=1.5, tools=["hover"])
+        path = hv.DynamicMap(lambda data: hv.Path(data), streams=[self.path_pipe]).opts(line_width=3, color="white")
+        self.point_draw = streams.PointDraw(source=points, empty_value="#ffffff", num_objects=MAX_POINTS)
+        self.freehand = streams.FreehandDraw(source=path, num_objects=1)
+        self.point_draw.add_subscriber(self._on_points)
+        self.freehand.add_subscriber(self._on_stroke)
+        self._last_stroke = None
+        self.plot = (base * overlay * labels * path * points).opts(active_tools=["point_draw", "wheel_zoom"], title="")
+
+    # ------------------------------------------------------------------ what the layers show
+
+    def _overlay_rgba(self) -> np.ndarray:
+        s = self.session
+        mask = None
+        if s.overlay == "prediction":
+            mask = s.prediction()
+        elif s.overlay == "ground truth":
+            mask = s.ground_truth()
+        elif s.overlay == "pseudo-mask":
+            pseudo = s.point_pseudo_mask()
+            mask = None if isinstance(pseudo, str) else pseudo
+        if mask is None:
+            return np.zeros((*s.size(), 4), dtype=np.uint8)
+        return views.colorize(mask, s.colors, s.visible_classes, s.opacity)
+
+    def _labels_rgba(self) -> np.ndarray:
+        s = self.session
+        return views.colorize(s.annotation_mask(), s.colors, s.visible_classes, views.ANNOTATION_ALPHA / 255)
+
+    def _points(self) -> dict:
+        s = self.session
+        return views.points_data(s.items(), s.size()[0], s.colors)
+
+    def refresh_image(self) -> None:
+        self._last_stroke = None
+        self.image_pipe.send(self.session.image())
+        self.refresh_annotations()
+        self.refresh_overlay()
+
+    def refresh_overlay(self) -> None:
+        self.overlay_pipe.send(self._overlay_rgba())
+
+    def refresh_annotations(self) -> None:
+        self.labels_pipe.send(self._labels_rgba())
+        self.points_pipe.send(self._points())
+        if self.session.overlay == "pseudo-mask":
+            self.refresh_overlay()
+
+    # ------------------------------------------------------------------ edits from the browser
+
+    def _on_points(self, data: dict) -> None:
+        s = self.session
+        h, _ = s.size()
+        shown = self._points()
+        old = list(zip(shown["x"], shown["y"]))
+        new = [(float(x), float(y)) for x, y in zip(data.get("x", []), data.get("y", []))]
+        try:
+            if len(new) > len(old) and _same(new[: len(old)], old):  # taps appended points
+                for x, y in new[len(old) :]:
+                    s.add_point(*views.to_pixel(x, y, h))
+            elif len(new) == len(old):  # a drag moved one
+                for item_id, a, b in zip(shown["id"], old, new):
+                    if not _same([a], [b]):
+                        s.move_point(item_id, *views.to_pixel(*b, h))
+            elif len(new) < len(old):  # Backspace deleted the selected ones
+                kept = list(new)
+                for item_id, a in zip(shown["id"], old):
+                    if kept and _same([kept[0]], [a]):
+                        kept.pop(0)
+                    else:
+                        s.remove(item_id)
+        except USER_ERRORS as err:
+            s.message = str(err)
+        self.refresh_annotations()
+
+    def _on_stroke(self, data: dict) -> None:
+        xs, ys = data.get("xs") or [], data.get("ys") or []
+        if not xs or len(xs[-1]) == 0:
+            return
+        stroke = tuple((float(x), float(y)) for x, y in zip(xs[-1], ys[-1]))
+        if stroke == self._last_stroke:
+            return
+        self._last_stroke = stroke
+        h, _ = self.session.size()
+        try:
+            self.session.add_scribble([views.to_pixel(x, y, h) for x, y in stroke])
+        except USER_ERRORS as err:
+            self.session.message = str(err)
+        self.path_pipe.send([])
+        self.refresh_annotations()
+
+    # ------------------------------------------------------------------ tools
+
+    def _remember(self, plot, element) -> None:
+        self._toolbar = plot.state.toolbar
+
+    def set_tool(self, name: str) -> None:
+        """Make point drawing, freehand drawing or panning the active drag/tap tool."""
+        from bokeh.models import FreehandDrawTool, PanTool, PointDrawTool
+
+        if self._toolbar is None:
+            return
+        kind = {"point": PointDrawTool, "scribble": FreehandDrawTool, "pan": PanTool}[name]
+        tool = next((t for t in self._toolbar.tools if isinstance(t, kind)), None)
+        if tool is None:
+            return
+        if name == "pan":
+            self._toolbar.active_multi = None
+            self._toolbar.active_drag = tool
+        else:
+            self._toolbar.active_multi = tool
+
+
+def _run_in(doc, fn, *events) -> None:
+    with set_curdoc(doc):
+        fn(*events)
+
+
+def _same(a: list, b: list, tol: float = 1e-6) -> bool:
+    return len(a) == len(b) and all(abs(p[0] - q[0]) <= tol and abs(p[1] - q[1]) <= tol for p, q in zip(a, b))
+
+
+class Dashboard(pn.viewable.Viewer):
+    """The whole page for one browser tab (or notebook cell) over a shared :class:`DashboardSession`."""
+
+    tool = param.Selector(default="point", objects=list(TOOLS), doc="what a click or drag on the image does")
+
+    def __init__(self, session: DashboardSession, runs_root: str | Path | None = None, **params) -> None:
+        super().__init__(**params)
+        self.session = session
+        self.runs_root = Path(runs_root) if runs_root is not None else session.out_dir.parent
+        self.canvas = AnnotationCanvas(session)
+        self._watchers = []
+        self._stale: set[str] = set()
+        self._poller = None
+        self._build()
+        self._watch()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        s = self.session
+        self.keys = KeyboardShortcuts(self._on_key)
+        self.image_name = pn.pane.Markdown(self._image_title(), margin=(0, 10))
+        prev_btn = pn.widgets.Button(label="◀ previous (p)", width=120)
+        next_btn = pn.widgets.Button(label="next (n) ▶", width=120)
+        prev_btn.on_click(lambda e: s.step(-1))
+        next_btn.on_click(lambda e: s.step(1))
+        self.class_picker = pn.widgets.RadioButtonGroup.from_param(
+            s.param.active_class, name="class (digits)", orientation="vertical", color="light"
+        )
+        tool = pn.widgets.RadioButtonGroup.from_param(self.param.tool, name="tool", color="primary")
+        brush = pn.widgets.FloatSlider.from_param(s.param.brush_width, name="brush width ([ ])", step=1)
+        opacity = pn.widgets.FloatSlider.from_param(s.param.opacity, step=0.05)
+        overlay = pn.widgets.Select.from_param(s.param.overlay, name="mask overlay")
+        visible = pn.widgets.CheckButtonGroup.from_param(s.param.visible, name="show classes", orientation="vertical")
+        undo_btn = pn.widgets.Button(label="undo (z)", width=95)
+        redo_btn = pn.widgets.Button(label="redo (Z)", width=95)
+        undo_btn.on_click(lambda e: s.undo())
+        redo_btn.on_click(lambda e: s.redo())
+        self.legend = pn.pane.HTML(views.legend_html(s.classes, s.colors, s.active_class))
+        self.status = pn.pane.Str(self._status_text(), styles={"font-size": "12px"})
+        self.sidebar = pn.Column(
+            pn.Row(prev_btn, next_btn), tool, "**class**", self.class_picker, brush,
+            pn.Row(undo_btn, redo_btn), overlay, opacity, pn.Accordion(("show classes", visible)),
+            self._retrain_box(), self._export_box(), width=280,
+        )  # fmt: skip
+        annotate = pn.Column(
+            self.image_name,
+            pn.Row(
+                pn.pane.HoloViews(self.canvas.plot, linked_axes=False, css_classes=["annotation-canvas"]), self.legend
+            ),
+            self.status,
+        )
+        self._views = {
+            "Images": pn.Column(),
+            "Where to click": pn.Column(),
+            "Affinity": pn.Column(),
+            "CAM vs pseudo-mask": pn.Column(),
+            "Proposals": pn.Column(),
+            "Metrics": pn.Column(),
+        }
+        self._image_input = pn.widgets.FileInput(accept=".png,.jpg,.jpeg,.bmp,.tif,.tiff,.webp", width=300)
+        self._image_input.param.watch(self._on_image_upload, "value")
+        self._upload_view = pn.Column(self._image_input, "Upload an image to see the current model's prediction on it.")
+        self.tabs = pn.Tabs(("Annotate", annotate), *self._views.items(), ("Your image", self._upload_view))
+        self.tabs.param.watch(lambda e: self._render_active(), "active")
+        self._stale = set(self._views)
+
+    def _retrain_box(self) -> pn.Column:
+        s = self.session
+        mode = pn.widgets.RadioButtonGroup.from_param(s.param.train_mode, name="retrain mode")
+        self.retrain_btn = pn.widgets.Button(label="Retrain", color="success", width=120)
+        self.cancel_btn = pn.widgets.Button(label="Cancel", color="danger", width=120, disabled=True)
+        self.progress = pn.indicators.Progress(value=0, max=100, width=250, active=False)
+        self.train_text = pn.pane.Str("", styles={"font-size": "12px"})
+        self.loss_pane = pn.pane.HoloViews(views.loss_curve([]), visible=False)
+        self.retrain_btn.on_click(lambda e: self._retrain())
+        self.cancel_btn.on_click(lambda e: s.cancel())
+        return pn.Column(
+            "**retrain in place**", mode, pn.Row(self.retrain_btn, self.cancel_btn), self.progress, self.train_text,
+            self.loss_pane,
+        )  # fmt: skip
+
+    def _export_box(self) -> pn.Column:
+        s = self.session
+        json_btn = pn.widgets.Button(label="Export JSON", width=120)
+        png_btn = pn.widgets.Button(label="Export PNG masks", width=120)
+        json_btn.on_click(lambda e: self._guard(s.export_json))
+        png_btn.on_click(lambda e: self._guard(s.export_png))
+        download = pn.widgets.FileDownload(
+            callback=self._json_bytes, filename="annotations.json", label="Download JSON", width=250
+        )
+        upload = pn.widgets.FileInput(accept=".json", width=250)
+        upload.param.watch(self._on_json_upload, "value")
+        return pn.Column("**annotations**", pn.Row(json_btn, png_btn), download, "import weak-label JSON:", upload)
+
+    def __panel__(self):
+        return pn.Row(self.sidebar, self.tabs, self.keys)
+
+    # ------------------------------------------------------------------ reacting to the session
+
+    def _watch(self) -> None:
+        s = self.session
+        on = [
+            (self._on_index, ["index"]),
+            (lambda e: self.canvas.refresh_annotations(), ["annotation_version"]),
+            (self._on_model, ["model_version"]),
+            (lambda e: self.canvas.refresh_overlay(), ["overlay", "opacity"]),
+            (lambda e: self.canvas.refresh_image(), ["visible"]),
+            (self._on_class, ["active_class"]),
+            (lambda e: self._update_status(), ["message", "annotation_version", "model_version", "brush_width"]),
+            (lambda e: self._mark_stale("Where to click"), ["uncertainty"]),
+            (lambda e: self._mark_stale("CAM vs pseudo-mask"), ["active_class", "annotation_version"]),
+        ]
+        self._watchers = [s.param.watch(self._in_own_document(fn), names) for fn, names in on]
+        self.param.watch(lambda e: self.canvas.set_tool(e.new), "tool")
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(lambda ctx: self.unwatch())
+        if s.trainer.running:  # a tab opened (or reloaded) while a retrain runs follows it
+            self._start_polling()
+
+    def _in_own_document(self, fn):
+        """The session is shared by every open tab: run ``fn`` on this tab's own event loop and document."""
+        doc = pn.state.curdoc
+
+        def run(*events):
+            if doc is None or doc.session_context is None or pn.state.curdoc is doc:
+                fn(*events)
+            else:
+                doc.add_next_tick_callback(partial(_run_in, doc, fn, *events))
+
+        return run
+
+    def unwatch(self) -> None:
+        """Stop following the shared session (the tab closed)."""
+        for watcher in self._watchers:
+            self.session.param.unwatch(watcher)
+        self._watchers = []
+        if self._poller is not None:
+            self._poller.stop()
+
+    def _on_index(self, event) -> None:
+        self.image_name.object = self._image_title()
+        self.canvas.refresh_image()
+        self._mark_stale(*[v for v in self._views if v != "Metrics"])
+
+    def _on_model(self, event) -> None:
+        self.canvas.refresh_overlay()
+        self._mark_stale(*self._views)
+
+    def _on_class(self, event) -> None:
+        self.legend.object = views.legend_html(self.session.classes, self.session.colors, self.session.active_class)
+
+    def _image_title(self) -> str:
+        s = self.session
+        return f"### {s.image_name} ({s.index + 1}/{len(s.names)}, split {s.split})"
+
+    def _status_text(self) -> str:
+        s = self.session
+        items = list(s.items().values())
+        n_points = sum(type(i).__name__ == "Point" for i in items)
+        right, labelled = s.labelled_accuracy()
+        return (
+            f"{s.image_name}: {n_points} points, {len(items) - n_points} scribbles | brush {s.brush_width:g} | "
+            f"model v{s.model_version}: labelled pixels right {right}/{labelled}\n{s.message}"
+        )
+
+    def _update_status(self) -> None:
+        self.status.object = self._status_text()
+
+    def _on_key(self, key: str) -> None:
+        self._guard(lambda: self.session.handle_key(key))
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except USER_ERRORS as err:
+            self.session.message = str(err)
+
+    # ------------------------------------------------------------------ lazy tabs
+
+    def _mark_stale(self, *names: str) -> None:
+        self._stale.update(names)
+        self._render_active()
+
+    def _render_active(self) -> None:
+        title = self.tabs._names[self.tabs.active] if self.tabs.active < len(self.tabs) else ""
+        if title not in self._stale:
+            return
+        self._stale.discard(title)
+        render = {
+            "Images": self._images_view,
+            "Where to click": self._uncertainty_view,
+            "Affinity": self._affinity_view,
+            "CAM vs pseudo-mask": self._cam_view,
+            "Proposals": self._proposals_view,
+            "Metrics": self._metrics_view,
+        }[title]
+        try:
+            self._views[title].objects = render()
+        except USER_ERRORS as err:
+            self._views[title].objects = [pn.pane.Alert(str(err), alert_type="warning")]
+
+    def _images_view(self) -> list:
+        s = self.session
+        frame = views.per_image_frame(s.per_image_iou())
+        table = pn.widgets.Tabulator(
+            frame, disabled=True, show_index=False, height=500, width=500, selectable=False,
+            formatters={"miou": {"type": "progress", "max": 1, "legend": True}},
+        )  # fmt: skip
+
+        def open_row(event) -> None:
+            s.index = int(frame.loc[event.row, "index"])
+            self.tabs.active = 0
+
+        table.on_click(open_row)
+        return [pn.pane.Markdown(f"Per-image mIoU on **{s.split}**, worst first: click a row to open it."), table]
+
+    def _uncertainty_view(self) -> list:
+        s = self.session
+        kind = pn.widgets.RadioButtonGroup.from_param(s.param.uncertainty)
+        return [kind, pn.pane.HoloViews(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))]
+
+    def _affinity_view(self) -> list:
+        s = self.session
+        if s.features() is None:
+            return [
+                pn.pane.HoloViews(views.unavailable("affinity", "not available for this model (no pixel features)"))
+            ]
+        image = views.image_element(s.image(), title="click a pixel to see its affinity")
+        tap = streams.Tap(source=image, x=None, y=None)
+        h, w = s.size()
+
+        def layer(x, y):
+            if x is None or y is None:
+                return views.affinity_layer(None, None)
+            row, col = views.to_pixel(x, y, h)
+            pixel = (int(np.clip(round(row), 0, h - 1)), int(np.clip(round(col), 0, w - 1)))
+            values, source = s.affinity(*pixel)
+            return views.affinity_layer(values, pixel, source)
+
+        return [pn.pane.HoloViews(image * hv.DynamicMap(layer, streams=[tap]))]
+
+    def _cam_view(self) -> list:
+        s = self.session
+        view = views.cam_vs_pseudo_view(
+            s.image(), s.cam(), s.point_pseudo_mask(), s.ground_truth(), s.active_class, s.classes, s.colors
+        )
+        note = "Class: the active class (digits). The pseudo-mask grows from this image's points and scribbles."
+        return [pn.pane.Markdown(note), pn.pane.HoloViews(view)]
+
+    def _proposals_view(self) -> list:
+        s = self.session
+        return [pn.pane.HoloViews(views.proposal_view(s.image(), s.proposals(), PROPOSALS_K, s.classes, s.colors))]
+
+    def _metrics_view(self) -> list:
+        s = self.session
+        summary = s.evaluate("val")
+        runs = [str(p) for p in s.runs()]
+        first = pn.widgets.Select(name="run A", options=runs, value=runs[0] if runs else None, width=250)
+        second = pn.widgets.Select(name="run B", options=runs, value=runs[-1] if runs else None, width=250)
+        compare = pn.bind(self._compare, first, second)
+        return [
+            pn.Row(pn.pane.HoloViews(views.iou_bars(summary, f"model v{s.model_version} on val:")),
+                   pn.pane.HoloViews(views.confusion_heatmap(summary["confusion_matrix"], s.classes))),
+            pn.pane.HoloViews(views.training_curves(s.run_records())),
+            pn.Row(first, second), compare,
+        ]  # fmt: skip
+
+    def _compare(self, first: str | None, second: str | None):
+        if not first or not second:
+            return pn.pane.HoloViews(views.unavailable("two runs", "no run directories found to compare"))
+        try:
+            a, b = (read_run(safe_path(self.runs_root, p)) for p in (first, second))
+        except USER_ERRORS as err:
+            return pn.pane.Alert(str(err), alert_type="warning")
+        return pn.pane.HoloViews(views.compare_runs(a, b))
+
+    # ------------------------------------------------------------------ retraining
+
+    def _retrain(self) -> None:
+        try:
+            self.session.retrain()
+        except USER_ERRORS as err:
+            self.session.message = str(err)
+            return
+        self._start_polling()
+
+    def _start_polling(self) -> None:
+        self.retrain_btn.disabled, self.cancel_btn.disabled = True, False
+        self.progress.value, self.progress.active, self.loss_pane.visible = 0, True, True
+        if self._poller is None:
+            self._poller = pn.state.add_periodic_callback(self._poll, period=POLL_MS, start=False)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        state = self.session.poll()
+        self.progress.value = int(100 * state["progress"])
+        self.train_text.object = state["message"]
+        if state["losses"]:
+            self.loss_pane.object = views.loss_curve(state["losses"])
+        if "finished" in state or state["status"] != "running":
+            self._poller.stop()
+            self.retrain_btn.disabled, self.cancel_btn.disabled, self.progress.active = False, True, False
+
+    # ------------------------------------------------------------------ files
+
+    def _json_bytes(self) -> io.BytesIO:
+        from workbench.weak_labels import JSON_FORMAT, to_json_dict
+
+        labels = self.session.store.to_weak_label_set()
+        doc = {"format": JSON_FORMAT, "classes": list(labels.classes),
+               "images": {n: to_json_dict(w) for n, w in sorted(labels.labels.items())}}  # fmt: skip
+        return io.BytesIO(json.dumps(doc).encode())
+
+    def _on_json_upload(self, event) -> None:
+        if not event.new:
+            return
+        try:
+            if len(event.new) > MAX_JSON_BYTES:
+                raise SessionError(f"upload is {len(event.new)} bytes, over the {MAX_JSON_BYTES} limit")
+            self.session.import_json_text(bytes(event.new).decode("utf-8"))
+        except (*USER_ERRORS, UnicodeDecodeError) as err:
+            self.session.message = f"upload refused: {err}"
+
+    def _on_image_upload(self, event) -> None:
+        if not event.new:
+            return
+        try:
+            image = check_upload(event.new, MAX_IMAGE_BYTES)
+        except USER_ERRORS as err:
+            self._upload_view.objects = [
+                self._image_input,
+                pn.pane.Alert(f"upload refused: {err}", alert_type="danger"),
+            ]
+            return
+        s = self.session
+        probs = s.probabilities_of(image)
+        view = views.image_element(image) * views.mask_element(
+            probs.argmax(0).astype(np.uint8), s.colors, None, s.opacity
+        )
+        self._upload_view.objects = [
+            self._image_input,
+            pn.Row(pn.pane.HoloViews(view.opts(title="prediction")),
+                   pn.pane.HoloViews(views.uncertainty_view(image, probs, s.uncertainty))),
+        ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apps/dashboard.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="dataset folder (default: the run's dataset, else the synthetic set)")
+    parser.add_argument("--run", help="run directory whose model to load (default: a fresh model)")
+    parser.add_argument("--method", default="partial_ce", help="method of a fresh model")
+    parser.add_argument("--store", help="annotation store (default: annotations.sqlite in the run or data folder)")
+    parser.add_argument("--split", default="train", help="split to browse and annotate")
+    parser.add_argument("--out", help="where exports and full retrains go (default: <run>/dashboard or runs/dashboard)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--port", type=int, default=5006)
+    parser.add_argument("--expose", action="store_true", help="listen on every interface, not only 127.0.0.1")
+    parser.add_argument("--show", action="store_true", help="open a browser tab")
+    return parser
+
+
+def open_session(args: argparse.Namespace) -> DashboardSession:
+    return DashboardSession.open(
+        data=args.data, run=args.run, method=args.method, store=args.store, split=args.split,
+        device=args.device, out=args.out,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    session = open_session(args)
+    address = bind_address(args.expose)
+    origins = ["*"] if args.expose else [f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
+    print(f"dashboard on http://{address}:{args.port} ({'exposed' if args.expose else 'local only'})")
+    pn.serve(
+        lambda: Dashboard(session), port=args.port, address=address, websocket_origin=origins, show=args.show,
+        title="weakseg dashboard",
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+elif __name__.startswith("bokeh"):  # panel serve apps/dashboard.py --args ...
+    _args = build_parser().parse_args(sys.argv[1:])
+    _session = pn.state.as_cached(f"dashboard-session-{sorted(vars(_args).items())}", lambda: open_session(_args))
+    Dashboard(_session).servable(title="weakseg dashboard")

@@ -1,0 +1,317 @@
+"""The dashboard session without a browser: edits reach the store, retraining runs in the background.
+
+Tiny synthetic data (32x32), a few optimiser steps; the UI state is driven through params.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("param")
+
+from workbench.annotations import AnnotationStore  # noqa: E402
+from workbench.engine import train  # noqa: E402
+from workbench.methods import partial_ce, supervised  # noqa: E402
+from workbench.session import (  # noqa: E402
+    DashboardSession,
+    FullConfig,
+    QuickConfig,
+    SessionError,
+    Trainer,
+    cosine_affinity,
+)
+from workbench.splits import ClassSplit  # noqa: E402
+from workbench.weak_labels import Point, Scribble, WeakLabelError, load_weak_labels  # noqa: E402
+
+
+@pytest.fixture
+def session(synthetic_root, tmp_path):
+    torch.manual_seed(0)
+    s = DashboardSession.open(
+        data=synthetic_root, store=tmp_path / "a.sqlite", out=tmp_path / "out",
+        quick=QuickConfig(steps=3, lr=5e-3), full=FullConfig(epochs=1, batch_size=4),
+    )  # fmt: skip
+    yield s
+    s.close()
+
+
+def label_some_pixels(s: DashboardSession) -> None:
+    """A point and a stroke with the ground-truth classes under them."""
+    gt = s.ground_truth()
+    s.active_class = int(gt[4, 4])
+    s.add_point(4, 4)
+    s.add_scribble([(26, 4), (26, 28)], cls=int(gt[26, 16]), width=3)
+
+
+def test_edits_are_stored_at_once_and_survive_a_restart(session, synthetic_root, tmp_path):
+    label_some_pixels(session)
+    assert sorted(type(i).__name__ for i in session.items().values()) == ["Point", "Scribble"]
+    assert session.annotation_version == 2
+    assert session.undo() and [type(i) for i in session.items().values()] == [Point]
+    session.store.close()
+    reopened = DashboardSession.open(data=synthetic_root, store=tmp_path / "a.sqlite", out=tmp_path / "out")
+    assert [type(i) for i in reopened.items().values()] == [Point]
+    assert reopened.redo()  # the undo history survived the restart too
+    assert [type(i) for i in reopened.items().values()] == [Point, Scribble]
+    reopened.close()
+
+
+def test_annotation_mask_has_the_brush_width(session):
+    session.add_scribble([(10, 5), (10, 25)], cls=2, width=5)
+    mask = session.annotation_mask()
+    column = mask[:, 15]
+    assert (column == 2).sum() == 5 and set(np.unique(mask)) == {2, 254}
+
+
+def test_clicks_on_the_border_snap_in_and_clicks_far_off_are_refused(session):
+    h, w = session.size()
+    item_id = session.add_point(-0.4, w - 0.6)
+    item = session.items()[item_id]
+    assert (item.row, item.col) == (0.0, w - 1.0)
+    with pytest.raises(WeakLabelError, match="off the"):
+        session.add_point(h + 5, 3)
+    with pytest.raises(WeakLabelError):
+        session.add_point(float("nan"), 3)
+    with pytest.raises(WeakLabelError):
+        session.add_point(3, 3, cls=99)
+    assert len(session.items()) == 1
+
+
+def test_keyboard_shortcuts(session):
+    assert session.handle_key("3") == "class sand" and session.active_class == 2
+    assert session.handle_key("9").startswith("no class") and session.active_class == 2
+    session.handle_key("]")
+    session.handle_key("]")
+    session.handle_key("[")
+    assert session.brush_width == 4.0
+    session.handle_key("n")
+    session.handle_key("n")
+    session.handle_key("p")
+    assert session.index == 1
+    session.add_point(3, 3)
+    session.handle_key("z")
+    assert session.items() == {}
+    session.handle_key("Z")
+    assert len(session.items()) == 1
+    assert session.handle_key("q") == ""
+    for _ in range(60):
+        session.handle_key("[")
+    assert session.brush_width == 1.0
+
+
+def test_select_takes_names_of_the_split_only(session):
+    session.select(session.names[3])
+    assert session.index == 3
+    with pytest.raises(SessionError, match="no image"):
+        session.select("../../etc/passwd")
+
+
+def test_quick_retrain_fine_tunes_a_copy_and_swaps_it_in(session):
+    label_some_pixels(session)
+    before = session.probabilities().copy()
+    weights = {k: v.clone() for k, v in session.model.state_dict().items()}
+    session.retrain("quick")
+    state = session.wait(timeout=120)
+    assert state["finished"] == "done" and session.model_version == 1
+    assert [step for step, _ in state["losses"]] == [1, 2, 3]
+    assert not np.allclose(session.probabilities(), before)  # the cache follows the model version
+    changed = [k for k, v in session.model.state_dict().items() if not torch.equal(v, weights[k])]
+    assert changed and all("running" not in k for k in changed)  # BatchNorm statistics stay frozen
+
+
+def test_quick_retrain_learns_the_clicked_pixels(session):
+    session.quick_config = QuickConfig(steps=12, lr=1e-2)
+    label_some_pixels(session)
+    session.retrain("quick")
+    session.wait(timeout=300)
+    right, labelled = session.labelled_accuracy()
+    assert labelled > 20 and right / labelled > 0.9
+
+
+def test_quick_retrain_needs_annotations(session):
+    with pytest.raises(SessionError, match="no points or scribbles"):
+        session.retrain("quick")
+    with pytest.raises(SessionError, match="unknown retrain mode"):
+        session.retrain("sideways")
+
+
+def test_cancel_keeps_the_current_weights(session):
+    session.quick_config = QuickConfig(steps=100_000)
+    session.add_point(5, 5)
+    weights = {k: v.clone() for k, v in session.model.state_dict().items()}
+    session.retrain("quick")
+    with pytest.raises(SessionError, match="already running"):
+        session.retrain("quick")
+    session.cancel()
+    state = session.wait(timeout=60)
+    assert state["finished"] == "cancelled" and session.model_version == 0
+    assert all(torch.equal(weights[k], v) for k, v in session.model.state_dict().items())
+
+
+def test_full_retrain_trains_the_method_on_the_exported_annotations(session):
+    label_some_pixels(session)
+    session.retrain("full")
+    state = session.wait(timeout=300)
+    assert state["finished"] == "done", state["message"]
+    assert session.model_version == 1
+    (run,) = session.retrain_runs
+    labels = load_weak_labels(run / "annotations.json")
+    assert list(labels.labels) == [session.image_name]
+    assert labels.labels[session.image_name] == session.weak_labels()
+    config = json.loads((run / "config.json").read_text())
+    assert config["train_config"]["supervision"] == "points+scribbles+boxes"
+    assert any("loss" in r for r in session.run_records())
+    assert session.evaluate()["miou"] == pytest.approx(json.loads((run / "report.json").read_text())["miou"])
+
+
+def test_full_retrain_refuses_a_dense_only_method(synthetic_root, tmp_path):
+    s = DashboardSession.open(data=synthetic_root, method="supervised", store=tmp_path / "s.sqlite")
+    s.add_point(3, 3)
+    with pytest.raises(SessionError, match="not from points, scribbles or boxes"):
+        s.retrain("full")
+    s.close()
+
+
+def test_trainer_reports_progress_and_failures():
+    trainer = Trainer()
+
+    def job(report, should_stop):
+        for step in range(1, 4):
+            report(step, 3, 1.0 / step)
+        return "result"
+
+    trainer.start(job, "job")
+    trainer.join(10)
+    assert trainer.take_result() == ("done", "result") and trainer.take_result() is None
+    snap = trainer.snapshot()
+    assert snap["progress"] == 1.0 and len(snap["losses"]) == 3 and "done" in snap["message"]
+
+    def broken(report, should_stop):
+        raise RuntimeError("out of memory")
+
+    trainer.start(broken, "job")
+    trainer.join(10)
+    status, err = trainer.take_result()
+    assert status == "failed" and isinstance(err, RuntimeError)
+    assert "RuntimeError: out of memory" in trainer.snapshot()["message"]
+
+
+def test_a_failed_retrain_leaves_the_model_and_says_why(session, monkeypatch):
+    session.add_point(3, 3)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA error: device lost")
+
+    monkeypatch.setattr("workbench.session.quick_finetune", boom)
+    session.retrain("quick")
+    state = session.wait(timeout=30)
+    assert state["finished"] == "failed" and session.model_version == 0
+    assert "device lost" in session.message
+
+
+def test_exports_json_and_png(session, tmp_path):
+    label_some_pixels(session)
+    path = session.export_json(tmp_path / "e" / "labels.json")
+    assert load_weak_labels(path).labels == session.store.to_weak_label_set().labels
+    (png,) = session.export_png(tmp_path / "e" / "masks")
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(png)), session.annotation_mask())
+
+
+def test_import_validates_everything_before_storing(session):
+    label_some_pixels(session)
+    good = session.export_json()
+    session.undo()
+    session.undo()
+    text = good.read_text()
+    doc = json.loads(text)
+    bad_point = json.loads(text)
+    bad_point["images"][session.image_name]["points"] = [[999, 3, 0, 0.0]]
+    unknown_image = {**doc, "images": {"not_an_image": doc["images"][session.image_name]}}
+    for bad, match in [
+        ("{not json", "not valid JSON"),
+        (json.dumps({**doc, "format": "x"}), "not a weak-label file"),
+        (json.dumps({**doc, "classes": ["a"]}), "for classes"),
+        (json.dumps(unknown_image), "not in split"),
+        (json.dumps(bad_point), "off the"),
+    ]:
+        with pytest.raises((SessionError, WeakLabelError), match=match):
+            session.import_json_text(bad)
+    assert session.items() == {}
+    assert session.import_json_text(text) == 1
+    assert sorted(type(i).__name__ for i in session.items().values()) == ["Point", "Scribble"]
+
+
+def test_affinity_features_cam_and_pseudo_mask(session):
+    h, w = session.size()
+    feats = session.features()
+    assert feats.shape[1:] == session.work_size
+    values, source = session.affinity(7, 9)
+    assert values.shape == (h, w) and values[7, 9] == pytest.approx(1.0, abs=1e-5) and "cosine" in source
+    assert 0 <= values.min() and values.max() <= 1 + 1e-6
+    cam = session.cam(cls=1)
+    assert cam.shape == (h, w) and cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    assert "no points or scribbles" in session.point_pseudo_mask()
+    label_some_pixels(session)
+    pseudo = session.point_pseudo_mask()
+    label = session.annotation_mask()
+    assert pseudo.shape == (h, w) and np.array_equal(pseudo[label < 8], label[label < 8])
+    assert session.proposals() is None  # partial_ce makes no proposals
+
+
+def test_cosine_affinity_is_one_at_the_pixel_and_symmetric():
+    feats = torch.randn(5, 6, 7)
+    a = cosine_affinity(feats, 2, 3)
+    assert a[2, 3] == pytest.approx(1.0) and cosine_affinity(feats, 4, 1)[2, 3] == pytest.approx(float(a[4, 1]))
+
+
+def test_evaluation_and_worst_first_table(session):
+    summary = session.evaluate("val")
+    assert 0 <= summary["miou"] <= 1 and len(summary["per_image"]) == 4
+    table = session.per_image_iou()
+    assert [r["name"] for r in table] == [session.names[r["index"]] for r in table]
+    values = [r["miou"] for r in table]
+    assert values == sorted(values)
+
+
+def test_open_a_trained_run(quick_config, tmp_path):
+    train(partial_ce, partial_ce.Config(), quick_config)
+    s = DashboardSession.open(run=quick_config.out)
+    assert s.run_dir is not None and s.store.path == s.run_dir / "annotations.sqlite"
+    assert s.method is partial_ce and s.work_size == (32, 32)
+    assert any("loss" in r for r in s.run_records()) and s.run_dir in s.runs()
+    s.close()
+
+
+def test_weak_shot_runs_hide_novel_annotations_from_retraining(synthetic_root, tmp_path):
+    s = DashboardSession.open(data=synthetic_root, store=tmp_path / "n.sqlite")
+    s.class_split = ClassSplit(s.classes, (5, 7))
+    s.add_point(3, 3, cls=5)
+    s.add_point(6, 6, cls=1)
+    batch = s._quick_batch(s.index)
+    assert set(np.unique(batch["label"][0].numpy())) == {1, 254}
+    assert batch["tags"][0, 5] == 1  # the tag of the novel class is kept
+    s.close()
+
+
+def test_unknown_method_and_mismatched_store(synthetic_root, tmp_path):
+    with pytest.raises(SessionError, match="unknown method"):
+        DashboardSession.open(data=synthetic_root, method="nope")
+    AnnotationStore(tmp_path / "other.sqlite", ["a", "b"]).close()
+    with pytest.raises(WeakLabelError, match="differ"):
+        DashboardSession.open(data=synthetic_root, store=tmp_path / "other.sqlite")
+
+
+def test_supervised_model_still_quick_retrains(synthetic_root, tmp_path):
+    s = DashboardSession.open(data=synthetic_root, method="supervised", store=tmp_path / "s.sqlite")
+    assert s.method is supervised
+    s.quick_config = QuickConfig(steps=2)
+    s.add_point(3, 3)
+    s.retrain("quick")
+    assert s.wait(timeout=120)["finished"] == "done" and s.model_version == 1
+    s.close()

@@ -1,0 +1,848 @@
+"""The dashboard's state: one object that holds the dataset, the annotations, the model and training.
+
+:class:`DashboardSession` is a ``param.Parameterized``: the UI state (image, active class, brush
+width, opacity, visible classes, overlay) is params, so widgets bind to it and tests drive it
+without a browser. Everything with torch lives here and in :class:`Trainer`; the dashboard
+(``apps/dashboard.py``) and notebooks only call. A notebook session::
+
+    session = DashboardSession.open(data="data/synthetic")          # or run="runs/latest"
+    session.add_point(row=20, col=31)                                # stored in SQLite at once
+    session.retrain("quick"); session.wait()                         # fine-tune on this image
+    views.mask_element(session.prediction(), session.colors)
+
+Coordinates are pixel centres of the original image (row, col), as in
+:mod:`workbench.weak_labels`; the model runs at the working size (the run's ``image_size``) and
+its outputs are resized back for display.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import param
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench import engine
+from workbench.annotations import STORE_FILE, AnnotationStore, export_png
+from workbench.checkpoint import read_jsonl
+from workbench.data.augment import resize_pair
+from workbench.data.dataset import SegmentationDataset, normalize_image
+from workbench.data.folder import DatasetInfo, list_split, load_dataset_info, read_image, read_mask
+from workbench.data.synthetic import ensure_synthetic
+from workbench.models import Backbone
+from workbench.splits import ClassSplit
+from workbench.weak_labels import (
+    Point,
+    Scribble,
+    WeakLabelError,
+    WeakLabels,
+    WeakLabelSet,
+    rasterize,
+    save_weak_labels,
+)
+
+OVERLAYS = ("prediction", "ground truth", "pseudo-mask", "none")
+UNCERTAINTY = ("entropy", "margin")
+ANNOTATION_KINDS = ("points", "scribbles", "boxes")
+CACHE_SIZE = 32  # images whose model outputs stay cached (per model version)
+MAX_BRUSH = 50.0
+CAM_THRESHOLD = 0.2  # a CAM pixel counts as the class from this fraction of the image's peak (SPML uses 0.2)
+
+
+class SessionError(ValueError):
+    """A dashboard request that cannot be served (the message says what to do instead)."""
+
+
+# ----------------------------------------------------------------------------- background training
+
+
+@dataclass(frozen=True)
+class QuickConfig:
+    """Quick retrain: fine-tune on the current image (and its mirror image) for a few steps.
+
+    BatchNorm statistics stay frozen: one image would overwrite the running means of the
+    whole dataset. Losses see ``progress = 1`` (every ramp at full weight), since the model
+    is being continued, not started.
+    """
+
+    steps: int = 12
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise SessionError(f"quick retrain needs steps >= 1 and a positive lr, got {self.steps}, {self.lr}")
+
+
+@dataclass(frozen=True)
+class FullConfig:
+    """Full retrain: the method's own training on every annotation (``engine.train``), from the current weights."""
+
+    epochs: int = 3
+    batch_size: int = 8
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise SessionError(f"full retrain needs epochs, batch_size >= 1 and lr > 0, got {self}")
+
+
+class Trainer:
+    """Runs one training job at a time in a daemon thread; the UI polls it.
+
+    A job is ``job(report, should_stop) -> result``; it calls ``report(step, total, loss)``
+    after each step and returns early when ``should_stop()`` is true. ``status`` goes
+    ``idle -> running -> done | cancelled | failed``; the result (or error) waits in
+    :meth:`take_result` for the caller's thread, so UI state never changes from the worker.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.status = "idle"
+        self.progress = 0.0
+        self.losses: list[tuple[int, float]] = []
+        self.message = ""
+        self._result = None
+        self._taken = True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, job: Callable, name: str = "training") -> None:
+        if self.running:
+            raise SessionError("a training job is already running; cancel it or wait for it to finish")
+        self._stop.clear()
+        with self._lock:
+            self.status, self.progress, self.losses, self.message = "running", 0.0, [], f"{name}: starting"
+            self._result, self._taken = None, False
+        self._thread = threading.Thread(target=self._run, args=(job, name), daemon=True, name=f"workbench-{name}")
+        self._thread.start()
+
+    def _run(self, job: Callable, name: str) -> None:
+        t0 = time.perf_counter()
+
+        def report(step: int, total: int, loss: float) -> None:
+            with self._lock:
+                self.progress = min(1.0, step / max(total, 1))
+                self.losses.append((step, float(loss)))
+                self.message = f"{name}: step {step}/{total}, loss {loss:.3f}"
+
+        try:
+            result = job(report, self._stop.is_set)
+            status = "cancelled" if self._stop.is_set() else "done"
+            message = f"{name}: {status} in {time.perf_counter() - t0:.1f} s"
+        except Exception as err:  # noqa: BLE001 - shown to the user, the UI keeps running
+            result, status, message = err, "failed", f"{name} failed: {type(err).__name__}: {err}"
+        with self._lock:
+            self._result, self.status, self.message = result, status, message
+            if status == "done":
+                self.progress = 1.0
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next step (cooperative: Python threads cannot be killed)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the job; True when no job is running any more."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    def snapshot(self) -> dict:
+        """``status, progress, message, losses`` as one consistent copy for the UI."""
+        with self._lock:
+            return {"status": self.status, "progress": self.progress, "message": self.message,
+                    "losses": list(self.losses)}  # fmt: skip
+
+    def take_result(self):
+        """``(status, result)`` of a finished job, once; ``None`` while running or when already taken."""
+        with self._lock:
+            if self.running or self._taken:
+                return None
+            self._taken = True
+            return self.status, self._result
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def quick_finetune(
+    method: ModuleType,
+    method_config,
+    model: nn.Module,
+    batch: dict,
+    config: QuickConfig,
+    report: Callable[[int, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> nn.Module:
+    """Fine-tune ``model`` in place on one ``batch`` (image, label, tags, index) for ``config.steps`` steps."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model.train()
+    _freeze_batchnorm(model)
+    for step in range(1, config.steps + 1):
+        if should_stop is not None and should_stop():
+            break
+        loss = method.training_step(model, {**batch, "progress": 1.0}, method_config)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if report is not None:
+            report(step, config.steps, float(loss.detach()))
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- model outputs (pure torch)
+
+
+def _forward_dict(model: nn.Module, images: torch.Tensor) -> dict | None:
+    out = model(images)
+    return out if isinstance(out, dict) else None
+
+
+@torch.no_grad()
+def pixel_features(method: ModuleType, model: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
+    """``(B, D, H, W)`` per-pixel features at the input size, or None when the model has none we know.
+
+    In order: the method's ``pixel_features`` (SimFormer's mask features), a unit ``"embed"``
+    output (single-stage, SPML), else the input of the smp ``segmentation_head`` (the last
+    decoder features).
+    """
+    if hasattr(method, "pixel_features"):
+        return method.pixel_features(model, images).float()
+    model.eval()
+    out = _forward_dict(model, images)
+    if out is not None and "embed" in out:
+        feats = out["embed"].float()
+    else:
+        head = next((m for name, m in model.named_modules() if name.split(".")[-1] == "segmentation_head"), None)
+        if head is None:
+            return None
+        grabbed = {}
+        handle = head.register_forward_hook(lambda m, inputs, o: grabbed.__setitem__("x", inputs[0]))
+        try:
+            model(images)
+        finally:
+            handle.remove()
+        feats = grabbed["x"].float()
+    return F.interpolate(feats, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def cosine_affinity(features: torch.Tensor, row: int, col: int) -> torch.Tensor:
+    """Cosine similarity ``(H, W)`` in [-1, 1] of pixel ``(row, col)`` to every pixel of ``(D, H, W)`` features."""
+    flat = F.normalize(features.flatten(1), dim=0)  # (D, HW)
+    return (flat[:, row * features.shape[2] + col] @ flat).view(features.shape[1:])
+
+
+# ----------------------------------------------------------------------------- the session
+
+
+class DashboardSession(param.Parameterized):
+    """Dataset, annotation store, model and trainer of one dashboard, with the UI state as params."""
+
+    index = param.Integer(default=0, bounds=(0, None), doc="position of the current image in the split")
+    active_class = param.Selector(default=0, objects=[0], doc="class of new points and scribbles")
+    brush_width = param.Number(default=3.0, bounds=(1.0, MAX_BRUSH), doc="scribble width in pixels")
+    opacity = param.Number(default=0.5, bounds=(0.0, 1.0), doc="opacity of the mask overlay")
+    visible = param.ListSelector(default=[], objects=[], doc="classes drawn in overlays")
+    overlay = param.Selector(default="prediction", objects=list(OVERLAYS), doc="the dense mask under the annotations")
+    uncertainty = param.Selector(default="entropy", objects=list(UNCERTAINTY))
+    train_mode = param.Selector(default="quick", objects=["quick", "full"])
+    model_version = param.Integer(default=0, doc="bumped whenever the weights change")
+    annotation_version = param.Integer(default=0, doc="bumped after every edit, undo and redo")
+    message = param.String(default="", doc="the latest status line for the user")
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        store: AnnotationStore,
+        method: ModuleType,
+        method_config,
+        model: nn.Module,
+        *,
+        split: str = "train",
+        work_size: tuple[int, int] | None = None,
+        novel: tuple[int, ...] = (),
+        run_dir: Path | None = None,
+        out_dir: Path = Path("runs/dashboard"),
+        quick: QuickConfig = QuickConfig(),
+        full: FullConfig = FullConfig(),
+        **params,
+    ) -> None:
+        if tuple(store.classes) != tuple(info.classes):
+            raise SessionError(f"store classes {list(store.classes)} differ from the dataset's {list(info.classes)}")
+        self.info, self.store, self.split = info, store, split
+        self.names = list_split(info, split)
+        self.method, self.method_config = method, method_config
+        self.model = model.eval()
+        self.class_split = ClassSplit(info.classes, tuple(novel)) if novel else None
+        self.run_dir, self.out_dir = run_dir, Path(out_dir)
+        self.quick_config, self.full_config = quick, full
+        self.work_size = tuple(work_size) if work_size else read_image(info.image_path(split, self.names[0])).shape[:2]
+        self.trainer = Trainer()
+        self.retrain_runs: list[Path] = []
+        self._images: OrderedDict = OrderedDict()
+        self._outputs: OrderedDict = OrderedDict()
+        self._summaries: dict = {}
+        super().__init__(**params)
+        classes = dict(zip(info.classes, range(info.num_classes)))
+        self.param.active_class.objects = classes
+        self.param.visible.objects = list(info.classes)
+        self.param.index.bounds = (0, len(self.names) - 1)
+        if not self.visible:
+            self.visible = list(info.classes)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def open(
+        cls,
+        data: str | Path | None = None,
+        run: str | Path | None = None,
+        method: str = "partial_ce",
+        store: str | Path | None = None,
+        split: str = "train",
+        device: str = "cpu",
+        out: str | Path | None = None,
+        **params,
+    ) -> DashboardSession:
+        """A session over ``data`` (default: the synthetic set) with the model of ``run`` or a fresh ``method``.
+
+        The store defaults to ``annotations.sqlite`` in the run directory, else in the data directory.
+        """
+        from workbench.methods import METHODS
+
+        novel: tuple[int, ...] = ()
+        if run is not None:
+            module, model, cfg = engine.load_run(run, device)
+            info = load_dataset_info(data if data is not None else cfg["dataset"]["root"])
+            if list(info.classes) != cfg["dataset"]["classes"]:
+                raise SessionError(
+                    f"run {run} was trained on classes {cfg['dataset']['classes']}, the dataset {info.root} has "
+                    f"{list(info.classes)}; open the run with its own dataset"
+                )
+            method_config = module.Config(**_tuples(cfg["method_config"]))
+            work_size = tuple(cfg["image_size"])
+            novel = tuple(info.classes.index(n) for n in cfg.get("novel") or [])
+            run_dir = Path(run) if Path(run).is_dir() else None
+        else:
+            if method not in METHODS:
+                raise SessionError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+            module = METHODS[method]
+            info = load_dataset_info(data if data is not None else ensure_synthetic())
+            method_config = module.Config()
+            model = module.build(info.num_classes, method_config, Backbone()).to(engine.pick_device(device))
+            work_size, run_dir = None, None
+        store_path = Path(store) if store is not None else (run_dir or info.root) / STORE_FILE
+        out_dir = Path(out) if out is not None else (run_dir / "dashboard" if run_dir else Path("runs/dashboard"))
+        return cls(
+            info, AnnotationStore(store_path, info.classes), module, method_config, model, split=split,
+            work_size=work_size, novel=novel, run_dir=run_dir, out_dir=out_dir, **params,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.trainer.cancel()
+        self.trainer.join(timeout=30)
+        self.store.close()
+
+    # ------------------------------------------------------------------ dataset
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    @property
+    def colors(self) -> np.ndarray:
+        """``(C, 3)`` uint8 class colors of the dataset."""
+        return np.asarray(self.info.colors, dtype=np.uint8)
+
+    @property
+    def image_name(self) -> str:
+        return self.names[self.index]
+
+    @property
+    def visible_classes(self) -> list[int]:
+        return [self.classes.index(n) for n in self.visible]
+
+    @property
+    def novel(self) -> tuple[int, ...]:
+        return self.class_split.novel if self.class_split else ()
+
+    def _i(self, index: int | None) -> int:
+        i = self.index if index is None else int(index)
+        if not 0 <= i < len(self.names):
+            raise SessionError(f"image index {i} is outside 0..{len(self.names) - 1} of split {self.split!r}")
+        return i
+
+    def image(self, index: int | None = None) -> np.ndarray:
+        """``(H, W, 3)`` uint8 image at its own size."""
+        i = self._i(index)
+        if i not in self._images:
+            self._images[i] = read_image(self.info.image_path(self.split, self.names[i]))
+            while len(self._images) > CACHE_SIZE:
+                self._images.popitem(last=False)
+        return self._images[i]
+
+    def size(self, index: int | None = None) -> tuple[int, int]:
+        return self.image(index).shape[:2]
+
+    def ground_truth(self, index: int | None = None) -> np.ndarray | None:
+        """``(H, W)`` uint8 ground truth (255 void), or None when the split has no mask for it."""
+        i = self._i(index)
+        path = self.info.mask_path(self.split, self.names[i])
+        return read_mask(path, self.info, shape=self.size(i)) if path.is_file() else None
+
+    def select(self, name: str) -> None:
+        """Open the image called ``name`` (a name of the split, never a path)."""
+        if name not in self.names:
+            raise SessionError(f"no image {name!r} in split {self.split!r}; pick one of the listed names")
+        self.index = self.names.index(name)
+
+    def step(self, delta: int) -> None:
+        self.index = int(np.clip(self.index + delta, 0, len(self.names) - 1))
+
+    # ------------------------------------------------------------------ annotations
+
+    def weak_labels(self, index: int | None = None) -> WeakLabels:
+        i = self._i(index)
+        name = self.names[i]
+        if name not in self.store.images():
+            return WeakLabels(*self.size(i))
+        return self.store.weak_labels(name)
+
+    def items(self, index: int | None = None) -> dict:
+        return self.store.items(self.names[self._i(index)])
+
+    def annotation_mask(self, index: int | None = None) -> np.ndarray:
+        """``(H, W)`` uint8 rasterised annotations: class where drawn, 254 elsewhere."""
+        return rasterize(self.weak_labels(index))
+
+    def _edited(self, what: str) -> None:
+        self.annotation_version += 1
+        self.message = what
+
+    def add_point(self, row: float, col: float, cls: int | None = None) -> int:
+        """Store a click of class ``cls`` (default: the active class) at once; return its item id."""
+        h, w = self.size()
+        row, col = _clamp_pixel(row, col, h, w)
+        item_id = self.store.add(self.image_name, Point(row, col, self.active_class if cls is None else cls), (h, w))
+        self._edited(f"point {item_id} ({self.classes[self.store.items(self.image_name)[item_id].cls]}) stored")
+        return item_id
+
+    def move_point(self, item_id: int, row: float, col: float) -> None:
+        h, w = self.size()
+        row, col = _clamp_pixel(row, col, h, w)
+        old = self.store.items(self.image_name)[item_id]
+        self.store.replace(self.image_name, item_id, dataclasses.replace(old, row=row, col=col))
+        self._edited(f"point {item_id} moved")
+
+    def add_scribble(self, path, cls: int | None = None, width: float | None = None) -> int:
+        """Store a stroke ``path`` of ``(row, col)`` vertices with the active class and brush width."""
+        path = tuple((float(r), float(c)) for r, c in path)
+        if len(path) == 1:
+            path = path * 2  # a dab of the brush: a zero-length stroke is still a stroke of the brush's width
+        scribble = Scribble(path, self.active_class if cls is None else cls, width or self.brush_width)
+        item_id = self.store.add(self.image_name, scribble, self.size())
+        self._edited(f"scribble {item_id} stored ({len(path)} vertices, width {scribble.width:g})")
+        return item_id
+
+    def remove(self, item_id: int) -> None:
+        self.store.remove(self.image_name, item_id)
+        self._edited(f"item {item_id} removed")
+
+    def undo(self) -> bool:
+        done = self.store.undo(self.image_name) if self.image_name in self.store.images() else False
+        self._edited("undone" if done else "nothing to undo")
+        return done
+
+    def redo(self) -> bool:
+        done = self.store.redo(self.image_name) if self.image_name in self.store.images() else False
+        self._edited("redone" if done else "nothing to redo")
+        return done
+
+    def handle_key(self, key: str) -> str:
+        """Keyboard shortcuts: digits pick the class (1 = first), ``[``/``]`` brush width, ``z``/``Z`` undo/redo, ``n``/``p`` images."""
+        if key.isdigit() and len(key) == 1:
+            cls = (int(key) - 1) % 10
+            if cls < len(self.classes):
+                self.active_class = cls
+                return f"class {self.classes[cls]}"
+            return f"no class {key}"
+        actions = {
+            "[": lambda: setattr(self, "brush_width", max(1.0, self.brush_width - 1)),
+            "]": lambda: setattr(self, "brush_width", min(MAX_BRUSH, self.brush_width + 1)),
+            "z": self.undo,
+            "Z": self.redo,
+            "n": lambda: self.step(1),
+            "p": lambda: self.step(-1),
+        }
+        if key not in actions:
+            return ""
+        actions[key]()
+        return {"[": "brush -", "]": "brush +", "z": "undo", "Z": "redo", "n": "next image", "p": "previous image"}[key]
+
+    def export_json(self, path: str | Path | None = None) -> Path:
+        """Every annotation as a weak-label JSON file (the format ``TrainConfig.weak_labels`` reads)."""
+        path = Path(path) if path is not None else self.out_dir / "exports" / "annotations.json"
+        save_weak_labels(path, self.store.to_weak_label_set())
+        self.message = f"annotations written to {path}"
+        return path
+
+    def export_png(self, out_dir: str | Path | None = None) -> list[Path]:
+        """One palette PNG index mask per annotated image of the split (254 = unlabelled)."""
+        out_dir = Path(out_dir) if out_dir is not None else self.out_dir / "exports" / "masks"
+        written = export_png(self.store, self.info, self.split, out_dir)
+        self.message = f"{len(written)} masks written to {out_dir}"
+        return written
+
+    def import_json_text(self, text: str) -> int:
+        """Import a weak-label JSON document (an upload); every record is validated before anything is stored."""
+        from workbench.weak_labels import JSON_FORMAT, from_json_dict
+
+        try:
+            doc = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SessionError(f"upload is not valid JSON ({err}); upload a file written by Export JSON") from None
+        if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT or not isinstance(doc.get("images"), dict):
+            raise SessionError(f"upload is not a weak-label file (expected 'format': '{JSON_FORMAT}' and 'images')")
+        if tuple(doc.get("classes", ())) != self.classes:
+            raise SessionError(f"upload is for classes {doc.get('classes')}, this dataset has {list(self.classes)}")
+        labels = {}
+        for name, record in doc["images"].items():
+            if name not in self.names:
+                raise SessionError(f"upload names image {name!r}, which is not in split {self.split!r}")
+            weak = from_json_dict(record, where=f"upload: image {name!r}").validate(len(self.classes))
+            if (weak.height, weak.width) != self.size(self.names.index(name)):
+                raise SessionError(f"upload: image {name!r} was annotated at {weak.height}x{weak.width}, it is "
+                                   f"{self.size(self.names.index(name))}")  # fmt: skip
+            labels[name] = weak
+        count = self.store.import_weak_label_set(WeakLabelSet(self.classes, labels))
+        self._edited(f"imported annotations of {count} images")
+        return count
+
+    # ------------------------------------------------------------------ model outputs
+
+    def _tensor(self, index: int | None = None) -> torch.Tensor:
+        """``(1, 3, h, w)`` normalised image at the working size, on the model's device."""
+        small, _ = resize_pair(self.image(index), np.zeros(self.size(index), np.uint8), *self.work_size)
+        return normalize_image(small)[None].to(next(self.model.parameters()).device)
+
+    def _cached(self, key: tuple, compute: Callable):
+        key = (self.model_version, *key)
+        if key not in self._outputs:
+            self._outputs[key] = compute()
+            while len(self._outputs) > CACHE_SIZE:
+                self._outputs.popitem(last=False)
+        return self._outputs[key]
+
+    def probabilities(self, index: int | None = None) -> np.ndarray:
+        """``(C, H, W)`` float32 class probabilities of image ``index`` at its own size (cached per model version)."""
+        i = self._i(index)
+        return self._cached(("probs", i), lambda: self.probabilities_of(self.image(i)))
+
+    @torch.no_grad()
+    def probabilities_of(self, image: np.ndarray) -> np.ndarray:
+        """``(C, H, W)`` class probabilities for any ``(H, W, 3)`` uint8 image (e.g. an upload), not cached."""
+        small, _ = resize_pair(image, np.zeros(image.shape[:2], np.uint8), *self.work_size)
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        scores = self.method.predict(self.model, normalize_image(small)[None].to(device)).float()
+        scores = F.interpolate(scores, size=image.shape[:2], mode="bilinear", align_corners=False)
+        return scores[0].softmax(0).cpu().numpy()
+
+    def prediction(self, index: int | None = None) -> np.ndarray:
+        """``(H, W)`` uint8 arg-max prediction."""
+        return self.probabilities(index).argmax(0).astype(np.uint8)
+
+    def labelled_accuracy(self, index: int | None = None) -> tuple[int, int]:
+        """``(correct, labelled)``: annotated pixels the prediction agrees with (a live check after each retrain)."""
+        label = self.annotation_mask(index)
+        seen = label < len(self.classes)
+        return int((self.prediction(index)[seen] == label[seen]).sum()), int(seen.sum())
+
+    def features(self, index: int | None = None) -> torch.Tensor | None:
+        """``(D, h, w)`` pixel features at the working size, or None."""
+        i = self._i(index)
+
+        def compute():
+            feats = pixel_features(self.method, self.model, self._tensor(i))
+            return None if feats is None else feats[0].cpu()
+
+        return self._cached(("features", i), compute)
+
+    def affinity(self, row: float, col: float, index: int | None = None) -> tuple[np.ndarray, str] | None:
+        """``((H, W) affinity, source)`` of pixel ``(row, col)`` to every pixel, or None when not available.
+
+        SimNet's same-class probability for methods with ``simnet_affinity``, else the cosine
+        similarity of the pixel features mapped to [0, 1].
+        """
+        i = self._i(index)
+        feats = self.features(i)
+        if feats is None:
+            return None
+        (h, w), (H, W) = self.work_size, self.size(i)
+        r = int(np.clip(round((row + 0.5) * h / H - 0.5), 0, h - 1))
+        c = int(np.clip(round((col + 0.5) * w / W - 0.5), 0, w - 1))
+        if hasattr(self.method, "simnet_affinity"):
+            with torch.no_grad():
+                values, source = self.method.simnet_affinity(self.model, feats, r, c), "SimNet"
+        else:
+            values, source = (cosine_affinity(feats, r, c) + 1) / 2, "cosine of pixel features"
+        return _resize_map(values.float(), (H, W)), source
+
+    def proposals(self, index: int | None = None) -> list[dict] | None:
+        """SimFormer-style proposals ``{mask (H, W), cls, score}`` best first, or None when the method has none."""
+        if not hasattr(self.method, "proposals"):
+            return None
+        i = self._i(index)
+
+        def compute():
+            props = self.method.proposals(self.model, self._tensor(i)[0])
+            return [{**p, "mask": _resize_map(torch.as_tensor(p["mask"]), self.size(i))} for p in props]
+
+        return self._cached(("proposals", i), compute)
+
+    def cam(self, cls: int | None = None, index: int | None = None) -> np.ndarray | str:
+        """``(H, W)`` Grad-CAM of class ``cls`` normalised to [0, 1], or a string saying why there is none."""
+        i, cls = self._i(index), self.active_class if cls is None else cls
+        try:
+            from workbench.methods import cam as cam_method
+        except ImportError:
+            return "Grad-CAM needs workbench.methods.cam, which this installation lacks"
+
+        def compute():
+            try:
+                values = cam_method.gradcam(self.model, self._tensor(i), cls)[0]
+            except (ValueError, KeyError, TypeError, RuntimeError) as err:
+                return f"Grad-CAM not available for this model ({err})"
+            values = values / values.max().clamp(min=1e-6)
+            return _resize_map(values.float(), self.size(i))
+
+        return self._cached(("cam", i, cls), compute)
+
+    def point_pseudo_mask(self, index: int | None = None) -> np.ndarray | str:
+        """``(H, W)`` uint8 pseudo-mask grown from the annotations over the model's pixel features
+        (the single-stage method's on-the-fly rule), or a string saying why there is none."""
+        try:
+            from workbench.methods import single_stage
+        except ImportError:
+            return "the point pseudo-mask needs workbench.methods.single_stage, which this installation lacks"
+        i = self._i(index)
+        label = self._work_label(i)
+        if not (label < len(self.classes)).any():
+            return "no points or scribbles on this image yet: click to add some"
+        feats = self.features(i)
+        if feats is None:
+            return "not available for this model (it exposes no pixel features)"
+        config = self.method_config if self.method is single_stage else single_stage.Config()
+        embed = F.normalize(feats[None].float(), dim=1).to(self._tensor(i).device)
+        label_t = torch.from_numpy(label.astype(np.int64))[None].to(embed.device)
+        pseudo = single_stage.pseudo_mask(embed, self._tensor(i), label_t, len(self.classes), config)[0]
+        pseudo = pseudo.clamp(max=255).byte().cpu().numpy()
+        return np.asarray(resize_pair(np.zeros((*pseudo.shape, 3), np.uint8), pseudo, *self.size(i))[1])
+
+    # ------------------------------------------------------------------ evaluation and runs
+
+    def evaluate(self, split: str = "val") -> dict:
+        """``engine.evaluate`` of the current model on ``split`` (cached per model version)."""
+        key = (self.model_version, split)
+        if key not in self._summaries:
+            dataset = SegmentationDataset(self.info, split, "dense", size=self.work_size, include_gt=True)
+            device = next(self.model.parameters()).device
+            self._summaries[key] = engine.evaluate(self.method, self.model, dataset, device, self.class_split)
+        return self._summaries[key]
+
+    def per_image_iou(self) -> list[dict]:
+        """``{index, name, miou}`` of every image of the browsed split, worst first."""
+        rows = self.evaluate(self.split)["per_image"]
+        table = [{"index": self.names.index(r["name"]), "name": r["name"], "miou": r["miou"]} for r in rows]
+        return sorted(table, key=lambda r: (math.isnan(r["miou"]), r["miou"]))
+
+    def run_records(self) -> list[dict]:
+        """Metrics records of the loaded run and every full retrain of this session, tagged by ``run``."""
+        records = []
+        for run in ([self.run_dir] if self.run_dir else []) + self.retrain_runs:
+            records += [{**r, "run": run.name} for r in read_run(run)["records"]]
+        return records
+
+    def runs(self) -> list[Path]:
+        """Run directories under the runs root (folders with a ``config.json``), for side-by-side comparison."""
+        roots = {self.out_dir.parent, *(r.parent for r in self.retrain_runs)}
+        if self.run_dir:
+            roots.add(self.run_dir.parent)
+        found = {p.parent for root in roots if root.is_dir() for p in root.glob("*/config.json")}
+        found |= {p.parent for p in self.out_dir.glob("*/config.json")}
+        return sorted(found)
+
+    # ------------------------------------------------------------------ retraining
+
+    def _work_label(self, index: int) -> np.ndarray:
+        """Annotations of image ``index`` rasterised at the working size, novel classes hidden under a split."""
+        weak = self.weak_labels(index).resized(*self.work_size)
+        label = rasterize(weak)
+        return self.class_split.hide_novel(label) if self.class_split else label
+
+    def _quick_batch(self, index: int) -> dict:
+        weak = self.weak_labels(index).resized(*self.work_size)
+        image = self._tensor(index)[0].cpu()
+        labels = [self._work_label(index)]
+        images = [image]
+        if self.quick_config.flip:
+            flipped = rasterize(weak.flipped())
+            labels.append(self.class_split.hide_novel(flipped) if self.class_split else flipped)
+            images.append(image.flip(-1))
+        tags = torch.from_numpy(weak.tag_vector(len(self.classes)))
+        return {
+            "image": torch.stack(images),
+            "label": torch.from_numpy(np.stack(labels).astype(np.int64)),
+            "tags": tags[None].expand(len(images), -1).clone(),
+            "index": torch.full((len(images),), index, dtype=torch.long),
+        }
+
+    def retrain(self, mode: str | None = None) -> None:
+        """Start a quick or full retrain in the background; :meth:`poll` applies the result when it is done."""
+        mode = mode or self.train_mode
+        if mode == "quick":
+            batch = self._quick_batch(self.index)
+            if not (batch["label"] < len(self.classes)).any():
+                raise SessionError(
+                    f"image {self.image_name} has no points or scribbles yet; annotate it before a quick retrain"
+                )
+            model = copy.deepcopy(self.model)
+
+            def job(report, should_stop):
+                return quick_finetune(
+                    self.method, self.method_config, model, batch, self.quick_config, report, should_stop
+                )
+
+        elif mode == "full":
+            job = self._full_job()
+        else:
+            raise SessionError(f"unknown retrain mode {mode!r}; use 'quick' or 'full'")
+        self.trainer.start(job, f"{mode} retrain")
+        self.message = f"{mode} retrain started"
+
+    def _full_job(self) -> Callable:
+        kinds = [k for k in ANNOTATION_KINDS if k in self.method.SUPERVISION]
+        if not kinds:
+            raise SessionError(
+                f"method {self.method.__name__.rsplit('.', 1)[-1]} learns from {self.method.SUPERVISION}, not from "
+                "points, scribbles or boxes; open a run of a sparse-label method (e.g. partial_ce) to retrain on annotations"
+            )
+        if not self.store.images():
+            raise SessionError("no annotations yet: add points or scribbles before a full retrain")
+        out = self.out_dir / time.strftime("retrain-%Y%m%d-%H%M%S")
+        labels = out / "annotations.json"
+        save_weak_labels(labels, self.store.to_weak_label_set())
+        full = self.full_config
+        config = engine.TrainConfig(
+            data=str(self.info.root), out=str(out), supervision="+".join(kinds), weak_labels=str(labels),
+            train_split=self.split, image_size=self.work_size, epochs=full.epochs, batch_size=full.batch_size,
+            lr=full.lr, log_every=1, novel=",".join(self.classes[c] for c in self.novel) or None,
+            device=str(next(self.model.parameters()).device),
+        )  # fmt: skip
+        n = len(self.names)
+        total = full.epochs * max(1, n // full.batch_size if n > full.batch_size else 1)
+        model = copy.deepcopy(self.model)
+        self.retrain_runs.append(out)
+
+        def job(report, should_stop):
+            def on_log(record: dict) -> None:
+                if "loss" in record:
+                    report(record["step"], total, record["loss"])
+
+            summary = engine.train(self.method, self.method_config, config, on_log, should_stop, model=model)
+            return model.eval(), summary
+
+        return job
+
+    def poll(self) -> dict:
+        """Trainer snapshot; when a job has just finished, its model replaces the current one (call from the UI thread)."""
+        snapshot = self.trainer.snapshot()
+        finished = self.trainer.take_result()
+        if finished is not None:
+            status, result = finished
+            if status == "done":
+                model, summary = result if isinstance(result, tuple) else (result, None)
+                self.model = model.eval()
+                self.model_version += 1
+                if summary is not None and "miou" in summary:
+                    self._summaries[(self.model_version, "val")] = summary
+            self.message = snapshot["message"]
+            snapshot["finished"] = status
+        return snapshot
+
+    def wait(self, timeout: float | None = None) -> dict:
+        """Block until the running job ends, then :meth:`poll` (for notebooks, tests and benchmarks)."""
+        self.trainer.join(timeout)
+        return self.poll()
+
+    def cancel(self) -> None:
+        self.trainer.cancel()
+        self.message = "cancelling: the current weights stay"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """``{"name", "summary", "records", "config"}`` of a run directory (missing files give empty parts)."""
+    run_dir = Path(run_dir)
+
+    def load(name: str):
+        try:
+            return json.loads((run_dir / name).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    metrics = run_dir / "metrics.jsonl"
+    return {
+        "name": run_dir.name,
+        "summary": load("report.json"),
+        "records": read_jsonl(metrics) if metrics.is_file() else [],
+        "config": load("config.json"),
+    }
+
+
+def _clamp_pixel(row: float, col: float, height: int, width: int) -> tuple[float, float]:
+    """Clicks on the border half-pixel land on the edge pixel; clicks further out are refused."""
+    if not (math.isfinite(row) and math.isfinite(col)):
+        raise WeakLabelError(f"click at (row={row}, col={col}) is not a position; click on the image")
+    if not (-1 <= row <= height and -1 <= col <= width):
+        raise WeakLabelError(
+            f"click at (row={row:.1f}, col={col:.1f}) is off the {height}x{width} image; click inside it"
+        )
+    return float(np.clip(row, 0, height - 1)), float(np.clip(col, 0, width - 1))
+
+
+def _resize_map(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """``(h, w)`` float map -> ``(H, W)`` float32 numpy, bilinear."""
+    if tuple(values.shape[-2:]) != tuple(size):
+        values = F.interpolate(values[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+    return values.float().cpu().numpy()
+
+
+def _tuples(config: dict) -> dict:
+    """JSON turned the config's tuples into lists; frozen dataclasses want them back."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}

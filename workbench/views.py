@@ -1,0 +1,333 @@
+"""What the dashboard draws: pure functions from arrays and summaries to arrays and HoloViews elements.
+
+Nothing here reads files, touches a model or keeps state; :mod:`workbench.session` computes,
+these functions draw, ``apps/dashboard.py`` lays them out. Each works in a notebook cell
+(``hv.extension("bokeh")`` first).
+
+Image geometry: an ``(H, W)`` array is drawn with ``bounds=(0, 0, W, H)``, so plot ``x`` is the
+column and ``y = H - row``; pixel ``(row, col)`` has its centre at ``(col + 0.5, H - row - 0.5)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+
+from workbench.weak_labels import Point
+
+BASE_COLOR = "#4c78a8"
+NOVEL_COLOR = "#f58518"
+HEAT_CMAP = "inferno"
+CANVAS_WIDTH = 480  # pixels on screen for the longer image side
+ANNOTATION_ALPHA = 230  # annotations stay nearly opaque whatever the overlay opacity
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def colorize(
+    mask: np.ndarray, colors: np.ndarray, visible: Sequence[int] | None = None, alpha: float = 1.0
+) -> np.ndarray:
+    """``(H, W)`` index mask -> ``(H, W, 4)`` uint8 RGBA with the class colors.
+
+    Pixels of hidden classes, unlabelled (254) and void (255) are transparent; ``alpha`` in [0, 1]
+    is the opacity of the rest.
+    """
+    mask = np.asarray(mask)
+    colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    lut[: len(colors), :3] = colors
+    shown = range(len(colors)) if visible is None else [c for c in visible if 0 <= c < len(colors)]
+    lut[list(shown), 3] = round(255 * alpha)
+    return lut[mask.astype(np.uint8)]
+
+
+def entropy_map(probs: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` probabilities -> ``(H, W)`` entropy divided by ``log C`` (0 sure, 1 uniform)."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    return (-(p * np.log(p)).sum(0) / math.log(max(p.shape[0], 2))).astype(np.float32)
+
+
+def margin_map(probs: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` probabilities -> ``(H, W)`` ``1 - (p_first - p_second)`` (1 where two classes tie)."""
+    top2 = np.sort(np.asarray(probs, dtype=np.float32), axis=0)[-2:]
+    return (1.0 - (top2[1] - top2[0])).astype(np.float32)
+
+
+def uncertainty_map(probs: np.ndarray, kind: str = "entropy") -> np.ndarray:
+    if kind not in ("entropy", "margin"):
+        raise ValueError(f"unknown uncertainty {kind!r}; use 'entropy' or 'margin'")
+    return entropy_map(probs) if kind == "entropy" else margin_map(probs)
+
+
+def top_pixels(values: np.ndarray, k: int = 3, spacing: int = 4) -> list[tuple[int, int]]:
+    """The ``k`` highest pixels ``(row, col)`` of an ``(H, W)`` map, at least ``spacing`` pixels apart."""
+    values = np.array(values, dtype=np.float64)
+    h, w = values.shape
+    picks = []
+    for _ in range(k):
+        if not np.isfinite(values).any():
+            break
+        r, c = np.unravel_index(np.nanargmax(np.where(np.isfinite(values), values, -np.inf)), values.shape)
+        picks.append((int(r), int(c)))
+        values[max(r - spacing, 0) : min(r + spacing + 1, h), max(c - spacing, 0) : min(c + spacing + 1, w)] = np.nan
+    return picks
+
+
+def binary_iou(pred: np.ndarray, gt: np.ndarray | None, cls: int, num_classes: int) -> float:
+    """IoU of a boolean ``(H, W)`` mask against the ground-truth pixels of ``cls``; void is skipped.
+
+    NaN when there is no ground truth or neither mask has the class.
+    """
+    if gt is None:
+        return float("nan")
+    valid = np.asarray(gt) < num_classes
+    a, b = np.asarray(pred, bool) & valid, (np.asarray(gt) == cls) & valid
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else float("nan")
+
+
+def points_data(items: dict, height: int, colors: np.ndarray) -> dict[str, list]:
+    """Columns ``x, y, color, cls, id`` of the points among ``items`` (item id -> annotation), for ``hv.Points``."""
+    points = [(i, p) for i, p in items.items() if isinstance(p, Point)]
+    hexes = [_hex(colors[p.cls]) for _, p in points]
+    return {
+        "x": [p.col + 0.5 for _, p in points],
+        "y": [height - p.row - 0.5 for _, p in points],
+        "color": hexes,
+        "cls": [p.cls for _, p in points],
+        "id": [i for i, _ in points],
+    }
+
+
+def to_pixel(x: float, y: float, height: int) -> tuple[float, float]:
+    """Plot coordinates -> ``(row, col)`` pixel-centre coordinates (the inverse of :func:`points_data`)."""
+    return height - float(y) - 0.5, float(x) - 0.5
+
+
+def per_image_frame(rows: Sequence[dict]) -> pd.DataFrame:
+    """Table of ``{index, name, miou}`` rows, worst first (NaN last)."""
+    frame = pd.DataFrame(list(rows), columns=["index", "name", "miou"])
+    return frame.sort_values("miou", na_position="last", kind="stable").reset_index(drop=True)
+
+
+def legend_html(classes: Sequence[str], colors: np.ndarray, active: int | None = None) -> str:
+    """A class legend as HTML: a swatch, the shortcut digit and the name of each class."""
+    rows = []
+    for i, (name, color) in enumerate(zip(classes, colors)):
+        key = str((i + 1) % 10) if i < 10 else "&nbsp;"
+        weight = "bold" if i == active else "normal"
+        rows.append(
+            f'<div style="font-weight:{weight}"><span style="display:inline-block;width:12px;height:12px;'
+            f'background:{_hex(color)};margin-right:6px;border:1px solid #333"></span>{key} {name}</div>'
+        )
+    return "".join(rows)
+
+
+def _hex(color) -> str:
+    r, g, b = (int(v) for v in color[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+# ----------------------------------------------------------------------------- image elements
+
+
+def _bounds(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    return (0, 0, shape[1], shape[0])
+
+
+def _frame(height: int, width: int) -> dict:
+    scale = CANVAS_WIDTH / max(height, width)
+    return {"frame_width": round(width * scale), "frame_height": round(height * scale)}
+
+
+def image_element(image: np.ndarray, title: str = "") -> hv.RGB:
+    """``(H, W, 3|4)`` uint8 image as ``hv.RGB`` with pixel bounds, equal aspect and no axes."""
+    h, w = image.shape[:2]
+    vdims = ["R", "G", "B", "A"][: image.shape[2]]
+    return hv.RGB(image, bounds=_bounds(image.shape), vdims=vdims).opts(
+        xaxis=None, yaxis=None, title=title, tools=["wheel_zoom", "pan", "reset"], **_frame(h, w)
+    )
+
+
+def mask_element(
+    mask: np.ndarray, colors: np.ndarray, visible: Sequence[int] | None = None, opacity: float = 0.5
+) -> hv.RGB:
+    """A class mask as a transparent-background RGBA layer to overlay on :func:`image_element`."""
+    return image_element(colorize(mask, colors, visible, opacity))
+
+
+def heatmap_element(
+    values: np.ndarray, alpha: float = 0.6, clim: tuple[float, float] = (0.0, 1.0), cmap: str = HEAT_CMAP
+) -> hv.Image:
+    """A continuous ``(H, W)`` map (CAM, affinity, uncertainty) as a colormapped layer; NaN is transparent."""
+    values = np.asarray(values, dtype=np.float32)
+    return hv.Image(values, bounds=_bounds(values.shape)).opts(
+        cmap=cmap, alpha=alpha, clim=clim, colorbar=True, xaxis=None, yaxis=None, tools=["hover"],
+        clipping_colors={"NaN": "transparent"}, **_frame(*values.shape),
+    )  # fmt: skip
+
+
+def unavailable(title: str, reason: str) -> hv.Text:
+    """The "not available for this model" state of a view: an empty plot that says why."""
+    return hv.Text(0.5, 0.5, reason).opts(
+        title=title, xaxis=None, yaxis=None, text_font_size="11pt", width=CANVAS_WIDTH, height=200,
+        toolbar=None, xlim=(0, 1), ylim=(0, 1),
+    )  # fmt: skip
+
+
+def uncertainty_view(image: np.ndarray, probs: np.ndarray, kind: str = "entropy", k: int = 3) -> hv.Overlay:
+    """Where to click next: the uncertainty map over the image, its ``k`` highest spots marked."""
+    values = uncertainty_map(probs, kind)
+    h = values.shape[0]
+    spots = top_pixels(values, k)
+    marks = hv.Points([(c + 0.5, h - r - 0.5) for r, c in spots]).opts(marker="x", size=18, color="cyan", line_width=3)
+    return (image_element(image) * heatmap_element(values) * marks).opts(
+        title=f"{kind}: click near the crosses next (mean {values.mean():.2f})"
+    )
+
+
+def affinity_layer(values: np.ndarray | None, pixel: tuple[int, int] | None, source: str = "") -> hv.Overlay:
+    """The affinity of the clicked ``pixel`` to every pixel (``(H, W)`` in [0, 1]) and a marker on the pixel."""
+    if values is None or pixel is None:
+        return hv.Overlay([hv.Points([]).opts(color="cyan")])
+    h = values.shape[0]
+    mark = hv.Points([(pixel[1] + 0.5, h - pixel[0] - 0.5)]).opts(marker="circle", size=12, color="cyan")
+    return (heatmap_element(values) * mark).opts(title=f"affinity to ({pixel[0]}, {pixel[1]}): {source}")
+
+
+def affinity_view(image: np.ndarray, values: np.ndarray | None, pixel: tuple[int, int] | None, source: str = ""):
+    """The image under :func:`affinity_layer`."""
+    return image_element(image, title="click a pixel to see its affinity") * affinity_layer(values, pixel, source)
+
+
+def cam_vs_pseudo_view(
+    image: np.ndarray,
+    cam: np.ndarray | str,
+    pseudo: np.ndarray | str,
+    gt: np.ndarray | None,
+    cls: int,
+    classes: Sequence[str],
+    colors: np.ndarray,
+    threshold: float = 0.2,
+) -> hv.Layout:
+    """Grad-CAM of class ``cls`` beside the point pseudo-mask, each titled with its IoU against ground truth."""
+    name, c = classes[cls], len(classes)
+    if isinstance(cam, str):
+        left = unavailable(f"Grad-CAM: {name}", cam)
+    else:
+        iou = binary_iou(cam >= threshold, gt, cls, c)
+        left = (image_element(image) * heatmap_element(cam)).opts(
+            title=f"Grad-CAM {name}: IoU {_fmt(iou)} (CAM >= {threshold:g})"
+        )
+    if isinstance(pseudo, str):
+        right = unavailable(f"point pseudo-mask: {name}", pseudo)
+    else:
+        iou = binary_iou(pseudo == cls, gt, cls, c)
+        right = (image_element(image) * mask_element(pseudo, colors, None, 0.6)).opts(
+            title=f"point pseudo-mask {name}: IoU {_fmt(iou)}"
+        )
+    return (left + right).opts(shared_axes=True)
+
+
+def proposal_view(
+    image: np.ndarray, proposals: list[dict] | None, k: int, classes: Sequence[str], colors: np.ndarray
+) -> hv.Layout | hv.Text:
+    """The ``k`` best proposal masks (mask in [0, 1], ``cls``, ``score``), each over the image in its class color."""
+    if proposals is None:
+        return unavailable("proposal masks", "not available for this model (only SimFormer makes proposals)")
+    panels = []
+    for p in proposals[:k]:
+        rgba = np.zeros((*p["mask"].shape, 4), dtype=np.uint8)
+        rgba[..., :3] = colors[p["cls"]]
+        rgba[..., 3] = (np.clip(p["mask"], 0, 1) * 200).astype(np.uint8)
+        panels.append((image_element(image) * image_element(rgba)).opts(title=f"{classes[p['cls']]} {p['score']:.2f}"))
+    return hv.Layout(panels).cols(4).opts(shared_axes=True)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def iou_bars(summary: dict, title: str = "") -> hv.Bars:
+    """Per-class IoU bars, base classes blue and novel orange; the title gives mIoU and base/novel/harmonic."""
+    novel = set(summary.get("novel_classes", []))
+    rows = [
+        (name, math.nan if v is None else v, "novel" if name in novel else "base")
+        for name, v in summary["per_class_iou"].items()
+    ]
+    head = f"mIoU {_fmt(summary['miou'])}"
+    if "base_miou" in summary:
+        head += (
+            f" | base {_fmt(summary['base_miou'])} novel {_fmt(summary['novel_miou'])} "
+            f"harmonic {_fmt(summary['harmonic_miou'])}"
+        )
+    return hv.Bars(rows, kdims=["class"], vdims=["IoU", "group"]).opts(
+        color=hv.dim("group").categorize({"base": BASE_COLOR, "novel": NOVEL_COLOR}),
+        ylim=(0, 1), xrotation=45, width=CANVAS_WIDTH, height=300, tools=["hover"],
+        title=f"{title} {head}".strip(),
+    )  # fmt: skip
+
+
+def confusion_heatmap(cm: np.ndarray | Sequence, classes: Sequence[str]) -> hv.HeatMap:
+    """Row-normalised confusion matrix (rows ground truth, columns prediction); hover shows counts."""
+    cm = np.asarray(cm, dtype=np.float64)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    cells = [
+        (classes[p], classes[t], share[t, p], int(cm[t, p])) for t in range(len(classes)) for p in range(len(classes))
+    ]
+    return hv.HeatMap(cells, kdims=["prediction", "ground truth"], vdims=["share", "pixels"]).opts(
+        cmap="Blues", clim=(0, 1), colorbar=True, xrotation=45, invert_yaxis=True, tools=["hover"],
+        width=CANVAS_WIDTH, height=CANVAS_WIDTH - 40, title="confusion (row-normalised)",
+    )  # fmt: skip
+
+
+def training_curves(records: Sequence[dict]) -> hv.Overlay | hv.Text:
+    """Loss per step of each run in ``records`` (each tagged with ``run``), and validation mIoU where logged."""
+    runs: dict[str, list] = {}
+    for r in records:
+        if "loss" in r and "step" in r:
+            runs.setdefault(r.get("run", "run"), []).append((r["step"], r["loss"]))
+    if not runs:
+        return unavailable("training curves", "no metrics.jsonl records yet: train a run or retrain (full)")
+    curves = {name: hv.Curve(sorted(points), "step", "loss") for name, points in runs.items()}
+    miou = [(r["step"], r["val_miou"]) for r in records if "val_miou" in r and "step" in r]
+    overlay = hv.NdOverlay(curves, kdims="run").opts(
+        width=CANVAS_WIDTH, height=300, title="training loss", legend_position="top_right"
+    )
+    if miou:
+        points = hv.Scatter(miou, "step", "val mIoU").opts(color="black", size=8, tools=["hover"])
+        return (overlay * points).opts(title="training loss (dots: validation mIoU)", multi_y=True)
+    return overlay
+
+
+def compare_runs(first: dict, second: dict) -> hv.Bars | hv.Text:
+    """Per-class IoU of two runs side by side (``read_run`` dicts with a ``summary``)."""
+    missing = [r["name"] for r in (first, second) if not r.get("summary")]
+    if missing:
+        return unavailable("two runs", f"no report.json in {', '.join(missing)}: evaluate the run first")
+    rows = []
+    for run in (first, second):
+        label = f"{run['name']} ({_fmt(run['summary']['miou'])})"
+        for name, v in run["summary"]["per_class_iou"].items():
+            rows.append((name, label, math.nan if v is None else v))
+    return hv.Bars(rows, kdims=["class", "run"], vdims=["IoU"]).opts(
+        ylim=(0, 1), xrotation=45, width=CANVAS_WIDTH + 200, height=320, tools=["hover"],
+        title=f"{first['name']} vs {second['name']}", multi_level=False, color=hv.dim("run"), cmap="Category10",
+    )  # fmt: skip
+
+
+def loss_curve(losses: Sequence[tuple[int, float]]) -> hv.Curve:
+    """Live loss of the running retrain."""
+    return hv.Curve(list(losses), "step", "loss").opts(width=300, height=160, title="retrain loss", toolbar=None)
