@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 from workbench.annotations import AnnotationStore
+from workbench.checkpoint import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("a", "b", "c")
@@ -218,6 +219,7 @@ def test_training_resumed_after_kill_matches_an_uninterrupted_run(tmp_path, synt
     print(f"\nkilled after epoch {killed_at} of 3; max |weight diff| {max_diff:.3g}; mIoU {got_miou} vs {ref_miou}")
     assert max_diff <= 1e-6
     assert abs(got_miou - ref_miou) <= 1e-6
+    assert _losses(run_dir) == _losses(ref_dir)
 
 
 class _Killed(BaseException):
@@ -255,3 +257,9 @@ def test_a_kill_between_the_weights_and_the_train_state_resumes_exactly(quick_co
     ref, got = load_file(config.out + "_reference/checkpoint/model.safetensors"), load_file(run / checkpoint.MODEL_FILE)
     assert max((ref[k] - got[k]).abs().max().item() for k in ref) <= 1e-6
     assert resumed["miou"] == pytest.approx(reference["miou"], abs=1e-6)
+    assert _losses(run) == _losses(Path(config.out + "_reference")), "the log repeats or misses steps"
+
+
+def _losses(run: Path) -> list[tuple]:
+    """The training curve a dashboard would plot: (epoch, step, loss) of every step record."""
+    return [(r["epoch"], r["step"], r["loss"]) for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]

@@ -272,6 +272,8 @@ def train(
     if dist.is_main():
         if start_epoch == 0 and (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()  # a fresh run in an old folder starts a fresh log
+        elif start_epoch > 0:
+            _forget_after(run_dir / "metrics.jsonl", start_epoch * steps_per_epoch)
         ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
     trained = _wrap(model, device, config)
 
@@ -352,6 +354,13 @@ def _resume(run_dir: Path, model: nn.Module, optimizer, scheduler) -> int:
     scheduler.load_state_dict(_replanned(state["scheduler"], scheduler))
     torch.set_rng_state(state["rng"])
     return int(state["epoch"])
+
+
+def _forget_after(log: Path, step: int) -> None:
+    """Drop the records a killed run wrote after its checkpoint: the resumed run repeats those steps."""
+    if log.exists():
+        kept = [r for r in ckpt.read_jsonl(log) if r.get("step", 0) <= step]
+        atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _replanned(saved: dict, scheduler) -> dict:
