@@ -258,13 +258,13 @@ class Dashboard(pn.viewable.Viewer):
         prev_btn.on_click(lambda e: s.step(-1))
         next_btn.on_click(lambda e: s.step(1))
         self.class_picker = pn.widgets.RadioButtonGroup.from_param(
-            s.param.active_class, name="class (digits)", orientation="vertical", color="light"
+            s.param.active_class, label="class (digits)", orientation="vertical", color="light"
         )
-        tool = pn.widgets.RadioButtonGroup.from_param(self.param.tool, name="tool", color="primary")
-        brush = pn.widgets.FloatSlider.from_param(s.param.brush_width, name="brush width ([ ])", step=1)
+        tool = pn.widgets.RadioButtonGroup.from_param(self.param.tool, label="tool", color="primary")
+        brush = pn.widgets.FloatSlider.from_param(s.param.brush_width, label="brush width ([ ])", step=1)
         opacity = pn.widgets.FloatSlider.from_param(s.param.opacity, step=0.05)
-        overlay = pn.widgets.Select.from_param(s.param.overlay, name="mask overlay")
-        visible = pn.widgets.CheckButtonGroup.from_param(s.param.visible, name="show classes", orientation="vertical")
+        overlay = pn.widgets.Select.from_param(s.param.overlay, label="mask overlay")
+        visible = pn.widgets.CheckButtonGroup.from_param(s.param.visible, label="show classes", orientation="vertical")
         undo_btn = pn.widgets.Button(label="undo (z)", width=95)
         redo_btn = pn.widgets.Button(label="redo (Z)", width=95)
         undo_btn.on_click(lambda e: s.undo())
@@ -300,7 +300,7 @@ class Dashboard(pn.viewable.Viewer):
 
     def _retrain_box(self) -> pn.Column:
         s = self.session
-        mode = pn.widgets.RadioButtonGroup.from_param(s.param.train_mode, name="retrain mode")
+        mode = pn.widgets.RadioButtonGroup.from_param(s.param.train_mode, label="retrain mode")
         self.retrain_btn = pn.widgets.Button(label="Retrain", color="success", width=120)
         self.cancel_btn = pn.widgets.Button(label="Cancel", color="danger", width=120, disabled=True)
         self.progress = pn.indicators.Progress(value=0, max=100, width=250, active=False)
@@ -489,8 +489,8 @@ class Dashboard(pn.viewable.Viewer):
         s = self.session
         summary = s.evaluate("val")
         runs = [str(p) for p in s.runs()]
-        first = pn.widgets.Select(name="run A", options=runs, value=runs[0] if runs else None, width=250)
-        second = pn.widgets.Select(name="run B", options=runs, value=runs[-1] if runs else None, width=250)
+        first = pn.widgets.Select(label="run A", options=runs, value=runs[0] if runs else None, width=250)
+        second = pn.widgets.Select(label="run B", options=runs, value=runs[-1] if runs else None, width=250)
         compare = pn.bind(self._compare, first, second)
         return [
             pn.Row(pn.pane.HoloViews(views.iou_bars(summary, f"model v{s.model_version} on val:")),

@@ -1,0 +1,281 @@
+"""Views as pure functions, and the dashboard layout driven through params and stream data (no browser)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+
+hv = pytest.importorskip("holoviews")
+pn = pytest.importorskip("panel")
+
+from workbench import views  # noqa: E402
+from workbench.weak_labels import Point, Scribble  # noqa: E402
+
+hv.extension("bokeh")
+
+COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
+CLASSES = ("a", "b", "c")
+
+
+def render(obj) -> None:
+    """Every view must turn into a Bokeh model without error."""
+    assert hv.render(obj, backend="bokeh") is not None
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def test_colorize_uses_class_colors_and_hides_what_it_should():
+    mask = np.array([[0, 1, 2], [254, 255, 1]], dtype=np.uint8)
+    rgba = views.colorize(mask, COLORS, visible=[0, 1], alpha=0.5)
+    assert rgba.shape == (2, 3, 4) and rgba.dtype == np.uint8
+    assert tuple(rgba[0, 0]) == (255, 0, 0, 128) and tuple(rgba[0, 1]) == (0, 255, 0, 128)
+    assert rgba[0, 2, 3] == 0  # class 2 hidden
+    assert rgba[1, 0, 3] == 0 and rgba[1, 1, 3] == 0  # unlabelled and void are transparent
+    assert views.colorize(mask, COLORS)[0, 2, 3] == 255
+    with pytest.raises(ValueError, match="alpha"):
+        views.colorize(mask, COLORS, alpha=2)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        views.colorize(mask[None], COLORS)
+
+
+def test_uncertainty_maps_are_zero_when_sure_and_one_when_torn():
+    sure = np.zeros((3, 2, 2), np.float32)
+    sure[1] = 1
+    torn = np.full((3, 2, 2), 1 / 3, np.float32)
+    assert np.allclose(views.entropy_map(sure), 0, atol=1e-6) and np.allclose(views.entropy_map(torn), 1)
+    assert np.allclose(views.margin_map(sure), 0) and np.allclose(views.margin_map(torn), 1)
+    two_way = np.array([0.5, 0.5, 0.0], np.float32)[:, None, None] * np.ones((3, 1, 1))
+    assert views.margin_map(two_way)[0, 0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown uncertainty"):
+        views.uncertainty_map(torn, "variance")
+
+
+def test_top_pixels_keep_their_distance():
+    values = np.zeros((20, 20))
+    values[5, 5], values[5, 6], values[15, 15] = 3, 2, 1
+    assert views.top_pixels(values, k=2, spacing=3) == [(5, 5), (15, 15)]
+    assert len(views.top_pixels(np.zeros((2, 2)), k=10, spacing=5)) == 1
+
+
+def test_binary_iou_against_ground_truth():
+    gt = np.array([[0, 0, 1], [1, 255, 0]])
+    pred = np.array([[1, 0, 1], [0, 1, 0]], bool)
+    # class 0 pixels: (0,0), (0,1), (1,2); predicted: (0,0), (0,2), (1,1)=void -> skipped
+    assert views.binary_iou(pred, gt, 0, 3) == pytest.approx(1 / 4)
+    assert math.isnan(views.binary_iou(pred, None, 0, 3))
+    assert math.isnan(views.binary_iou(np.zeros_like(pred), gt, 2, 3))
+
+
+def test_points_round_trip_through_plot_coordinates():
+    items = {4: Point(2.0, 7.0, 1), 5: Scribble(((0, 0), (1, 1)), 0), 9: Point(0.0, 0.0, 2)}
+    data = views.points_data(items, height=10, colors=COLORS)
+    assert data["id"] == [4, 9] and data["cls"] == [1, 2] and data["color"] == ["#00ff00", "#0000ff"]
+    assert (data["x"][0], data["y"][0]) == (7.5, 7.5)
+    assert views.to_pixel(data["x"][0], data["y"][0], 10) == (2.0, 7.0)
+    image = views.image_element(np.zeros((10, 12, 3), np.uint8))
+    assert image.sheet2matrixidx(data["x"][0], data["y"][0]) == (2, 7)  # HoloViews agrees on the pixel
+
+
+def test_per_image_frame_is_worst_first():
+    frame = views.per_image_frame(
+        [{"index": 0, "name": "a", "miou": 0.5}, {"index": 1, "name": "b", "miou": float("nan")},
+         {"index": 2, "name": "c", "miou": 0.1}]
+    )  # fmt: skip
+    assert list(frame["name"]) == ["c", "a", "b"]
+
+
+def test_legend_lists_digits_names_and_colors():
+    html = views.legend_html(CLASSES, COLORS, active=1)
+    assert "#ff0000" in html and "1 a" in html and "3 c" in html and html.count("bold") == 1
+
+
+# ----------------------------------------------------------------------------- elements
+
+
+def test_image_and_mask_elements_have_pixel_bounds():
+    image = views.image_element(np.zeros((6, 8, 3), np.uint8))
+    assert image.bounds.lbrt() == (0, 0, 8, 6)
+    mask = views.mask_element(np.zeros((6, 8), np.uint8), COLORS, opacity=0.3)
+    assert mask.dimension_values("A").max() == round(255 * 0.3)
+    render(image * mask * views.heatmap_element(np.where(np.eye(6, 8) > 0, np.nan, 0.5)))
+
+
+def test_uncertainty_affinity_and_unavailable_views_render():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(6, 8)).transpose(2, 0, 1).astype(np.float32)
+    image = np.zeros((6, 8, 3), np.uint8)
+    render(views.uncertainty_view(image, probs, "margin"))
+    render(views.affinity_view(image, probs[0], (2, 3), "cosine"))
+    render(views.affinity_view(image, None, None))
+    text = views.unavailable("proposals", "not available for this model")
+    assert text.text == "not available for this model"
+    render(text)
+
+
+def test_cam_vs_pseudo_titles_carry_their_iou():
+    image = np.zeros((2, 3, 3), np.uint8)
+    gt = np.array([[1, 1, 0], [0, 0, 0]])
+    cam = np.array([[0.9, 0.1, 0.0], [0.0, 0.0, 0.0]], np.float32)  # CAM >= 0.2 hits 1 of 2 class-1 pixels
+    pseudo = np.array([[1, 1, 1], [254, 0, 0]], np.uint8)  # 2 right, 1 too many
+    layout = views.cam_vs_pseudo_view(image, cam, pseudo, gt, 1, CLASSES, COLORS)
+    titles = [el.opts.get().kwargs["title"] for el in layout]
+    assert "IoU 0.50" in titles[0] and "IoU 0.67" in titles[1]
+    render(layout)
+    missing = views.cam_vs_pseudo_view(image, "no CAM here", "no points yet", None, 1, CLASSES, COLORS)
+    assert [el.text for el in missing] == ["no CAM here", "no points yet"]
+
+
+def test_proposals_view_shows_top_k_or_says_not_available():
+    image = np.zeros((4, 4, 3), np.uint8)
+    props = [{"mask": np.full((4, 4), 0.5), "cls": c % 3, "score": 1 - c / 10} for c in range(6)]
+    layout = views.proposal_view(image, props, 4, CLASSES, COLORS)
+    assert len(layout) == 4 and layout[0].opts.get().kwargs["title"] == "a 1.00"
+    render(layout)
+    assert "not available for this model" in views.proposal_view(image, None, 4, CLASSES, COLORS).text
+
+
+def test_iou_bars_color_base_and_novel_and_title_the_means():
+    summary = {
+        "miou": 0.5, "per_class_iou": {"a": 0.2, "b": None, "c": 0.8}, "novel_classes": ["c"],
+        "base_miou": 0.2, "novel_miou": 0.8, "harmonic_miou": 0.32,
+    }  # fmt: skip
+    bars = views.iou_bars(summary)
+    assert list(bars.dimension_values("group")) == ["base", "base", "novel"]
+    assert math.isnan(bars.dimension_values("IoU")[1])
+    title = bars.opts.get().kwargs["title"]
+    assert "base 0.20" in title and "novel 0.80" in title and "harmonic 0.32" in title
+    render(bars)
+
+
+def test_confusion_heatmap_rows_sum_to_one():
+    cm = np.array([[8, 2, 0], [0, 0, 0], [1, 1, 2]])
+    heat = views.confusion_heatmap(cm, CLASSES)
+    table = heat.dframe()
+    shares = table.groupby("ground truth")["share"].sum()
+    assert shares["a"] == pytest.approx(1) and shares["b"] == 0 and shares["c"] == pytest.approx(1)
+    assert int(table[(table["ground truth"] == "a") & (table["prediction"] == "b")]["pixels"].iloc[0]) == 2
+    render(heat)
+
+
+def test_training_curves_and_run_comparison():
+    records = [{"run": "r1", "step": s, "loss": 1 / s} for s in range(1, 5)]
+    records += [{"run": "r2", "step": s, "loss": 2 / s} for s in range(1, 3)]
+    records += [{"run": "r1", "step": 4, "val_miou": 0.4, "event": "done"}, {"epoch": 1, "seconds": 2.0}]
+    render(views.training_curves(records))
+    assert isinstance(views.training_curves([{"epoch": 1}]), hv.Text)
+    summary = {"miou": 0.5, "per_class_iou": {"a": 0.5, "b": None, "c": 0.5}}
+    bars = views.compare_runs({"name": "x", "summary": summary}, {"name": "y", "summary": summary})
+    assert len(bars) == 6
+    render(bars)
+    assert "no report.json in y" in views.compare_runs({"name": "x", "summary": summary}, {"name": "y"}).text
+
+
+# ----------------------------------------------------------------------------- the app, through params
+
+
+@pytest.fixture
+def dashboard(synthetic_root, tmp_path):
+    pytest.importorskip("workbench.security")
+    from apps.dashboard import Dashboard
+    from workbench.session import DashboardSession, QuickConfig
+
+    session = DashboardSession.open(
+        data=synthetic_root, store=tmp_path / "a.sqlite", out=tmp_path / "out", quick=QuickConfig(steps=2)
+    )
+    yield Dashboard(session)
+    session.close()
+
+
+def test_point_draw_data_becomes_store_edits(dashboard):
+    s, canvas = dashboard.session, dashboard.canvas
+    h, _ = s.size()
+    canvas._on_points({"x": [3.5], "y": [h - 2.5], "color": ["#ffffff"]})  # a tap at pixel (2, 3)
+    ((item_id, point),) = s.items().items()
+    assert (point.row, point.col, point.cls) == (2.0, 3.0, 0)
+    s.active_class = 2
+    canvas._on_points({"x": [3.5, 10.5], "y": [h - 2.5, h - 5.5]})
+    assert [p.cls for p in s.items().values()] == [0, 2]
+    canvas._on_points({"x": [4.5, 10.5], "y": [h - 2.5, h - 5.5]})  # the first point dragged one pixel right
+    assert s.items()[item_id].col == 4.0
+    canvas._on_points({"x": [10.5], "y": [h - 5.5]})  # Backspace removed the first one
+    assert [p.cls for p in s.items().values()] == [2]
+    canvas._on_points({"x": [10.5, 500.0], "y": [h - 5.5, 3.0]})  # far off the image: refused, said why
+    assert len(s.items()) == 1 and "off the" in s.message
+    assert "1 points, 0 scribbles" in dashboard.status.object
+
+
+def test_freehand_strokes_become_scribbles_once(dashboard):
+    s, canvas = dashboard.session, dashboard.canvas
+    h, _ = s.size()
+    s.brush_width = 4
+    stroke = {"xs": [[2.5, 8.5, 12.5]], "ys": [[h - 1.5, h - 1.5, h - 3.5]]}
+    canvas._on_stroke(stroke)
+    canvas._on_stroke(stroke)  # the same data echoed back is not a second stroke
+    ((_, scribble),) = s.items().items()
+    assert scribble.path == ((1.0, 2.0), (1.0, 8.0), (3.0, 12.0)) and scribble.width == 4
+    canvas._on_stroke({"xs": [[]], "ys": [[]]})
+    assert len(s.items()) == 1
+
+
+def test_tabs_render_lazily_and_unavailable_views_say_so(dashboard):
+    d = dashboard
+    assert all(len(view) == 0 for view in d._views.values())
+    for title in d._views:
+        d.tabs.active = d.tabs._names.index(title)
+        assert len(d._views[title]) > 0, title
+    proposals = d._views["Proposals"][0].object
+    assert "not available for this model" in proposals.text
+    d.session.add_point(3, 3)
+    d.tabs.active = d.tabs._names.index("CAM vs pseudo-mask")
+    assert isinstance(d._views["CAM vs pseudo-mask"][1].object, hv.Layout)
+
+
+def test_keys_and_undo_through_the_layout(dashboard):
+    d = dashboard
+    d.session.add_point(3, 3)
+    d.keys._handle_msg({"key": "z"})
+    assert d.session.items() == {}
+    d.keys._handle_msg({"key": "2"})
+    bold_row = next(row for row in d.legend.object.split("<div") if "bold" in row)
+    assert d.session.active_class == 1 and bold_row.endswith("2 grass</div>")
+    d.keys._handle_msg({"key": "not a key"})
+    d.keys._handle_msg("garbage")
+    assert d.session.active_class == 1
+
+
+def test_uploads_are_validated(dashboard):
+    from PIL import Image
+
+    d = dashboard
+    d._on_image_upload(type("E", (), {"new": b"not an image"}))
+    assert isinstance(d._upload_view[1], pn.pane.Alert) and "refused" in d._upload_view[1].object
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buffer, format="PNG")
+    d._on_image_upload(type("E", (), {"new": buffer.getvalue()}))
+    assert isinstance(d._upload_view[1], pn.Row)
+    d._on_json_upload(type("E", (), {"new": b"x" * 6_000_000}))
+    assert "over the" in d.session.message
+    d._on_json_upload(type("E", (), {"new": b"\xff\xfe"}))
+    assert "upload refused" in d.session.message
+
+
+def test_run_comparison_is_confined_to_the_runs_root(dashboard, tmp_path):
+    d = dashboard
+    view = d._compare("../../etc", "../../etc")
+    assert isinstance(view, pn.pane.Alert) and "outside" in view.object
+
+
+def test_served_on_localhost_unless_exposed(monkeypatch, synthetic_root, tmp_path):
+    pytest.importorskip("workbench.security")
+    import apps.dashboard as app
+
+    calls = []
+    monkeypatch.setattr(app.pn, "serve", lambda *args, **kwargs: calls.append(kwargs))
+    base = ["--data", str(synthetic_root), "--store", str(tmp_path / "s.sqlite"), "--port", "5999"]
+    assert app.main(base) == 0 and app.main([*base, "--expose"]) == 0
+    assert [c["address"] for c in calls] == ["127.0.0.1", "0.0.0.0"]
+    assert calls[0]["websocket_origin"] == ["localhost:5999", "127.0.0.1:5999"]
