@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/python -m workbench demo
 
 test: setup chromium
-	$(BIN)/python -m ruff check workbench tests bench apps
+	$(BIN)/python -m ruff check workbench tests bench apps notebooks
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -30,7 +30,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m ruff format --check workbench tests bench apps
+	$(BIN)/python -m ruff format --check workbench tests bench apps notebooks
 
 clean:
 	rm -rf runs data/synthetic .pytest_cache
