@@ -226,8 +226,15 @@ def cmd_annotations(args, extra: list[str]) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options: ``--epoch=3`` must not silently mean ``--epochs=3``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description="weakseg workbench: weakly supervised segmentation")
+    parser = _Parser(prog="workbench", description="weakseg workbench: weakly supervised segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the main job: synthetic data -> train -> per-class IoU report")

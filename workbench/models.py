@@ -34,9 +34,9 @@ def build_smp(backbone: Backbone, num_classes: int, **kwargs) -> nn.Module:
     """An smp model with ``num_classes`` output channels (extra ``kwargs`` go to the smp class)."""
     if backbone.arch.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
         raise ModelError(f"unknown architecture {backbone.arch!r}; choose from {ARCHITECTURES}")
-    if backbone.encoder not in smp.encoders.get_encoder_names():
+    if not backbone.encoder.startswith("tu-") and backbone.encoder not in smp.encoders.get_encoder_names():
         raise ModelError(
-            f"unknown encoder {backbone.encoder!r}; see segmentation_models_pytorch.encoders.get_encoder_names()"
+            f"unknown encoder {backbone.encoder!r}; see segmentation_models_pytorch.encoders.get_encoder_names(), or a timm name as 'tu-NAME'"
         )
     weights = backbone.encoder_weights
     local = weights is not None and (Path(weights).suffix in (".pt", ".pth", ".safetensors") or Path(weights).exists())
