@@ -1,12 +1,16 @@
 """The weakseg dashboard: browse images, annotate points and scribbles, retrain in place, inspect the model.
 
-Serve it (binds to localhost; other machines need ``--expose``)::
+Serve it on this machine only::
 
-    panel serve apps/dashboard.py --args --data data/synthetic            # fresh partial_ce model
-    panel serve apps/dashboard.py --args --run runs/latest                # a trained run
-    python apps/dashboard.py --run runs/latest --port 5006 [--expose]
+    python apps/dashboard.py --data data/synthetic                       # fresh partial_ce model, 127.0.0.1:5006
+    python apps/dashboard.py --run runs/latest [--port 5006] [--expose]  # a trained run; --expose: every interface
+    panel serve apps/dashboard.py --address 127.0.0.1 --args --run runs/latest
 
-or show it in a JupyterLab cell (started in the repository root)::
+``python apps/dashboard.py`` listens on 127.0.0.1 unless ``--expose`` is given. ``panel serve``
+listens on every interface unless ``--address 127.0.0.1`` is given, though its default
+websocket origin (``localhost:PORT``) already refuses sessions opened from other machines.
+
+Show it in a JupyterLab cell (JupyterLab started in the repository root)::
 
     from apps.dashboard import Dashboard
     from workbench.session import DashboardSession
@@ -39,7 +43,7 @@ from panel.io.state import set_curdoc
 from workbench import views
 from workbench.security import MAX_UPLOAD_BYTES as MAX_IMAGE_BYTES
 from workbench.security import bind_address, check_upload, safe_path
-from workbench.session import DashboardSession, SessionError, read_run
+from workbench.session import DashboardSession, SessionError, leave_a_core, read_run
 from workbench.weak_labels import WeakLabelError
 
 pn.extension("tabulator")
@@ -590,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="train", help="split to browse and annotate")
     parser.add_argument("--out", help="where exports and full retrains go (default: <run>/dashboard or runs/dashboard)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores but one)")
     parser.add_argument("--port", type=int, default=5006)
     parser.add_argument("--expose", action="store_true", help="listen on every interface, not only 127.0.0.1")
     parser.add_argument("--show", action="store_true", help="open a browser tab")
@@ -597,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_session(args: argparse.Namespace) -> DashboardSession:
+    leave_a_core(args.threads)
     return DashboardSession.open(
         data=args.data, run=args.run, method=args.method, store=args.store, split=args.split,
         device=args.device, out=args.out,

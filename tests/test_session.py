@@ -120,7 +120,8 @@ def test_quick_retrain_fine_tunes_a_copy_and_swaps_it_in(session):
     assert [step for step, _ in state["losses"]] == [1, 2, 3]
     assert not np.allclose(session.probabilities(), before)  # the cache follows the model version
     changed = [k for k, v in session.model.state_dict().items() if not torch.equal(v, weights[k])]
-    assert changed and all("running" not in k for k in changed)  # BatchNorm statistics stay frozen
+    assert changed and not any("running" in k or k.startswith("encoder.") for k in changed)  # frozen parts
+    assert all(p.requires_grad for p in session.model.parameters())
 
 
 def test_quick_retrain_learns_the_clicked_pixels(session):

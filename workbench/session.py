@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -73,15 +74,17 @@ class SessionError(ValueError):
 class QuickConfig:
     """Quick retrain: fine-tune on the current image (and its mirror image) for a few steps.
 
-    BatchNorm statistics stay frozen: one image would overwrite the running means of the
-    whole dataset. Losses see ``progress = 1`` (every ramp at full weight), since the model
-    is being continued, not started.
+    The encoder (every module named ``encoder``) and all BatchNorm statistics stay frozen: one
+    image should move the decoder and heads, not the features and running means that every
+    image shares; skipping the encoder's backward pass also halves the step time. Losses see
+    ``progress = 1`` (every ramp at full weight), since the model is continued, not started.
     """
 
-    steps: int = 12
-    lr: float = 1e-3
+    steps: int = 10
+    lr: float = 2e-3
     weight_decay: float = 1e-4
     flip: bool = True
+    freeze_encoder: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1 or not (math.isfinite(self.lr) and self.lr > 0):
@@ -198,7 +201,14 @@ def quick_finetune(
     """Fine-tune ``model`` in place on one ``batch`` (image, label, tags, index) for ``config.steps`` steps."""
     device = next(model.parameters()).device
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    trained = []
+    for name, p in model.named_parameters():
+        frozen = config.freeze_encoder and "encoder" in name.split(".")
+        p.requires_grad_(flags[name] and not frozen)
+        if p.requires_grad:
+            trained.append(p)
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     model.train()
     _freeze_batchnorm(model)
     for step in range(1, config.steps + 1):
@@ -210,7 +220,21 @@ def quick_finetune(
         optimizer.step()
         if report is not None:
             report(step, config.steps, float(loss.detach()))
+    for name, p in model.named_parameters():
+        p.requires_grad_(flags[name])
     return model.eval()
+
+
+def leave_a_core(threads: int | None = None) -> int:
+    """Set torch's CPU threads to ``threads`` (default: all cores but one) and return the number.
+
+    The dashboard runs the model in two threads at once (a retrain and the views); with as
+    many torch threads as cores each, they oversubscribe the CPU and both slow down many-fold.
+    Process-wide, so apps call it once at start-up.
+    """
+    threads = threads or max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
+    return threads
 
 
 # ----------------------------------------------------------------------------- model outputs (pure torch)

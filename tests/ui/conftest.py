@@ -61,6 +61,19 @@ def screenshot_on_failure(request, page):
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads_as_the_app_sets_them():
+    """The app leaves a core for the UI (``leave_a_core``); two model threads on every core thrash."""
+    import torch
+
+    from workbench.session import leave_a_core
+
+    before = torch.get_num_threads()
+    leave_a_core()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def server_cleanup():
     import panel as pn
