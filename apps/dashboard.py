@@ -24,11 +24,11 @@ This file is layout only: state and torch work live in :mod:`workbench.session`,
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import sys
 from functools import partial
-from pathlib import Path
 
 import holoviews as hv
 import numpy as np
@@ -240,13 +240,13 @@ class Dashboard(pn.viewable.Viewer):
 
     tool = param.Selector(default="point", objects=list(TOOLS), doc="what a click or drag on the image does")
 
-    def __init__(self, session: DashboardSession, runs_root: str | Path | None = None, **params) -> None:
+    def __init__(self, session: DashboardSession, **params) -> None:
         super().__init__(**params)
         self.session = session
-        self.runs_root = Path(runs_root) if runs_root is not None else session.out_dir.parent
         self.canvas = AnnotationCanvas(session)
         self._watchers = []
         self._stale: set[str] = set()
+        self._generation: dict[str, int] = {}
         self._poller = None
         self._build()
         self._watch()
@@ -420,10 +420,12 @@ class Dashboard(pn.viewable.Viewer):
         self._render_active()
 
     def _render_active(self) -> None:
+        """Build the open tab if its data changed; the work runs in a thread so the page stays responsive."""
         title = self.tabs._names[self.tabs.active] if self.tabs.active < len(self.tabs) else ""
         if title not in self._stale:
             return
         self._stale.discard(title)
+        generation = self._generation[title] = self._generation.get(title, 0) + 1
         render = {
             "Images": self._images_view,
             "Where to click": self._uncertainty_view,
@@ -432,10 +434,20 @@ class Dashboard(pn.viewable.Viewer):
             "Proposals": self._proposals_view,
             "Metrics": self._metrics_view,
         }[title]
-        try:
-            self._views[title].objects = render()
-        except USER_ERRORS as err:
-            self._views[title].objects = [pn.pane.Alert(str(err), alert_type="warning")]
+        view = self._views[title]
+
+        async def build() -> None:
+            view.loading = True
+            try:
+                objects = await asyncio.to_thread(render)
+            except USER_ERRORS as err:
+                objects = [pn.pane.Alert(str(err), alert_type="warning")]
+            finally:
+                view.loading = False
+            if self._generation[title] == generation:  # a newer build was asked for meanwhile: keep that one
+                view.objects = objects
+
+        pn.state.execute(build)
 
     def _images_view(self) -> list:
         s = self.session
@@ -492,7 +504,7 @@ class Dashboard(pn.viewable.Viewer):
     def _metrics_view(self) -> list:
         s = self.session
         summary = s.evaluate("val")
-        runs = [str(p) for p in s.runs()]
+        runs = [str(p.relative_to(s.runs_root)) for p in s.runs()]  # names relative to the runs root, never paths
         first = pn.widgets.Select(label="run A", options=runs, value=runs[0] if runs else None, width=250)
         second = pn.widgets.Select(label="run B", options=runs, value=runs[-1] if runs else None, width=250)
         compare = pn.bind(self._compare, first, second)
@@ -507,7 +519,7 @@ class Dashboard(pn.viewable.Viewer):
         if not first or not second:
             return pn.pane.HoloViews(views.unavailable("two runs", "no run directories found to compare"))
         try:
-            a, b = (read_run(safe_path(self.runs_root, p)) for p in (first, second))
+            a, b = (read_run(safe_path(self.session.runs_root, p)) for p in (first, second))
         except USER_ERRORS as err:
             return pn.pane.Alert(str(err), alert_type="warning")
         return pn.pane.HoloViews(views.compare_runs(a, b))

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from workbench.io import atomic_write_text
 from workbench.methods import METHODS
 from workbench.session import DashboardSession, QuickConfig, leave_a_core
 
+REPO = Path(__file__).resolve().parents[1]
 TARGET_RETRAIN_S = 5.0
 TARGET_VIEW_S = 1.0
 RESULTS = Path(__file__).parent / "results"
@@ -134,6 +136,7 @@ def browser_trials(session: DashboardSession, trials: int) -> list[float]:
     from panel.tests.util import serve_and_wait
     from playwright.sync_api import expect, sync_playwright
 
+    sys.path.insert(0, str(REPO))  # apps/ is a folder of the repository, not an installed package
     from apps.dashboard import Dashboard
 
     port = serve_and_wait(lambda: Dashboard(session))
@@ -193,17 +196,22 @@ def main() -> None:
         sim.prediction()
         result["views"]["proposals (simformer)"] = view_latencies_one(sim, "proposals", args.repeats)
         sim.close()
+    out = Path(args.out)
+    save(out, result)  # the headless numbers are kept even if the browser part fails
     if args.browser:
         result["browser_click_retrain_visible_s"] = [round(t, 3) for t in browser_trials(session, args.trials)]
         result["median_browser_click_retrain_visible_s"] = round(
             statistics.median(result["browser_click_retrain_visible_s"]), 3
         )
-    result["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     session.close()
-    out = Path(args.out)
+    save(out, result)
+    print(report(result))
+
+
+def save(out: Path, result: dict) -> None:
+    result["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1))
     atomic_write_text(out.with_suffix(".md"), report(result))
-    print(report(result))
 
 
 def view_latencies_one(session: DashboardSession, name: str, repeats: int) -> dict:

@@ -38,7 +38,7 @@ from torch import nn
 
 from workbench import engine
 from workbench.annotations import STORE_FILE, AnnotationStore, export_png
-from workbench.checkpoint import read_jsonl
+from workbench.checkpoint import read_jsonl, resolve_run
 from workbench.data.augment import resize_pair
 from workbench.data.dataset import SegmentationDataset, normalize_image
 from workbench.data.folder import DatasetInfo, list_split, load_dataset_info, read_image, read_mask
@@ -240,37 +240,29 @@ def leave_a_core(threads: int | None = None) -> int:
 # ----------------------------------------------------------------------------- model outputs (pure torch)
 
 
-def _forward_dict(model: nn.Module, images: torch.Tensor) -> dict | None:
-    out = model(images)
-    return out if isinstance(out, dict) else None
-
-
 @torch.no_grad()
 def pixel_features(method: ModuleType, model: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
     """``(B, D, H, W)`` per-pixel features at the input size, or None when the model has none we know.
 
     In order: the method's ``pixel_features`` (SimFormer's mask features), a unit ``"embed"``
-    output (single-stage, SPML), else the input of the smp ``segmentation_head`` (the last
-    decoder features).
+    output (single-stage, SPML), else the last decoder features of the smp model inside it
+    (the input of its ``segmentation_head``). No hooks: views may run this beside another thread
+    that predicts with the same model.
     """
     if hasattr(method, "pixel_features"):
         return method.pixel_features(model, images).float()
-    model.eval()
-    out = _forward_dict(model, images)
-    if out is not None and "embed" in out:
-        feats = out["embed"].float()
+    out = model(images)
+    if isinstance(out, dict) and "embed" in out:
+        feats = out["embed"]
     else:
-        head = next((m for name, m in model.named_modules() if name.split(".")[-1] == "segmentation_head"), None)
-        if head is None:
+        smp_model = next(
+            (m for m in model.modules() if all(hasattr(m, a) for a in ("encoder", "decoder", "segmentation_head"))),
+            None,
+        )
+        if smp_model is None:
             return None
-        grabbed = {}
-        handle = head.register_forward_hook(lambda m, inputs, o: grabbed.__setitem__("x", inputs[0]))
-        try:
-            model(images)
-        finally:
-            handle.remove()
-        feats = grabbed["x"].float()
-    return F.interpolate(feats, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        feats = smp_model.decoder(smp_model.encoder(images))
+    return F.interpolate(feats.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def cosine_affinity(features: torch.Tensor, row: int, col: int) -> torch.Tensor:
@@ -329,6 +321,7 @@ class DashboardSession(param.Parameterized):
         self._images: OrderedDict = OrderedDict()
         self._outputs: OrderedDict = OrderedDict()
         self._summaries: dict = {}
+        self._lock = threading.RLock()  # caches are shared by the page's event loop and view threads
         super().__init__(**params)
         classes = dict(zip(info.classes, range(info.num_classes)))
         self.param.active_class.objects = classes
@@ -369,7 +362,7 @@ class DashboardSession(param.Parameterized):
             method_config = module.Config(**_tuples(cfg["method_config"]))
             work_size = tuple(cfg["image_size"])
             novel = tuple(info.classes.index(n) for n in cfg.get("novel") or [])
-            run_dir = Path(run) if Path(run).is_dir() else None
+            run_dir = resolve_run(run)[0]  # a weights file inside a run also names its run directory
         else:
             if method not in METHODS:
                 raise SessionError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
@@ -422,11 +415,12 @@ class DashboardSession(param.Parameterized):
     def image(self, index: int | None = None) -> np.ndarray:
         """``(H, W, 3)`` uint8 image at its own size."""
         i = self._i(index)
-        if i not in self._images:
-            self._images[i] = read_image(self.info.image_path(self.split, self.names[i]))
-            while len(self._images) > CACHE_SIZE:
-                self._images.popitem(last=False)
-        return self._images[i]
+        with self._lock:
+            if i not in self._images:
+                self._images[i] = read_image(self.info.image_path(self.split, self.names[i]))
+                while len(self._images) > CACHE_SIZE:
+                    self._images.popitem(last=False)
+            return self._images[i]
 
     def size(self, index: int | None = None) -> tuple[int, int]:
         return self.image(index).shape[:2]
@@ -573,12 +567,17 @@ class DashboardSession(param.Parameterized):
         return normalize_image(small)[None].to(next(self.model.parameters()).device)
 
     def _cached(self, key: tuple, compute: Callable):
+        """``compute()`` once per model version; the lock guards the dict, not the (thread-safe) inference."""
         key = (self.model_version, *key)
-        if key not in self._outputs:
-            self._outputs[key] = compute()
+        with self._lock:
+            if key in self._outputs:
+                return self._outputs[key]
+        value = compute()
+        with self._lock:
+            self._outputs[key] = value
             while len(self._outputs) > CACHE_SIZE:
                 self._outputs.popitem(last=False)
-        return self._outputs[key]
+        return value
 
     def probabilities(self, index: int | None = None) -> np.ndarray:
         """``(C, H, W)`` float32 class probabilities of image ``index`` at its own size (cached per model version)."""
@@ -694,7 +693,9 @@ class DashboardSession(param.Parameterized):
         if key not in self._summaries:
             dataset = SegmentationDataset(self.info, split, "dense", size=self.work_size, include_gt=True)
             device = next(self.model.parameters()).device
-            self._summaries[key] = engine.evaluate(self.method, self.model, dataset, device, self.class_split)
+            summary = engine.evaluate(self.method, self.model, dataset, device, self.class_split)
+            with self._lock:
+                self._summaries[key] = summary
         return self._summaries[key]
 
     def per_image_iou(self) -> list[dict]:
@@ -710,14 +711,17 @@ class DashboardSession(param.Parameterized):
             records += [{**r, "run": run.name} for r in read_run(run)["records"]]
         return records
 
+    @property
+    def runs_root(self) -> Path:
+        """The folder whose run directories the dashboard may list and compare (nothing outside it)."""
+        return (self.run_dir.parent if self.run_dir else self.out_dir.parent).resolve()
+
     def runs(self) -> list[Path]:
-        """Run directories under the runs root (folders with a ``config.json``), for side-by-side comparison."""
-        roots = {self.out_dir.parent, *(r.parent for r in self.retrain_runs)}
-        if self.run_dir:
-            roots.add(self.run_dir.parent)
-        found = {p.parent for root in roots if root.is_dir() for p in root.glob("*/config.json")}
-        found |= {p.parent for p in self.out_dir.glob("*/config.json")}
-        return sorted(found)
+        """Run directories (a ``config.json`` inside) up to three levels under :attr:`runs_root`, sorted."""
+        root = self.runs_root
+        found = {p.parent for pattern in ("*/config.json", "*/*/config.json", "*/*/*/config.json")
+                 for p in root.glob(pattern)}  # fmt: skip
+        return sorted(p.resolve() for p in found)
 
     # ------------------------------------------------------------------ retraining
 
