@@ -159,7 +159,7 @@ def cost_curve(rows: Sequence[dict], x: str = "seconds", y: str = "miou", label:
     names = hv.Labels(data, [x, y], label).opts(text_font_size="9pt", yoffset=0.03, text_color="#333")
     front = hv.Curve(frontier, x, y).opts(line_dash="dashed", color="gray")
     return (front * dots * names).opts(
-        logx=True, width=views.CANVAS_WIDTH + 120, height=360,
+        logx=True, padding=0.15, width=views.CANVAS_WIDTH + 120, height=360, xlabel=f"{x} (log scale)",
         title=f"{y} vs annotation cost (dashed: the cheapest way to each {y})",
     )  # fmt: skip
 
