@@ -1,6 +1,8 @@
 """kill -9 tests: the annotation store keeps every acknowledged edit; training resumes to the same weights.
 
-Both spawn real subprocesses and kill them with SIGKILL, so they are marked slow (about a minute each).
+Both kill real writing processes with SIGKILL, so they are marked slow. The store's writers are
+forked from one spawned server that imports the workbench once, so fifty kills take seconds of
+writing rather than fifty interpreter start-ups.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,7 +33,6 @@ CLASSES = ("a", "b", "c")
 SIZE = (24, 24)
 N_IMAGES = 6
 KILLS = 50
-WARM_WRITERS = 2  # writers importing in the background while another one writes
 KILL_WHILE_OPENING = 0.2  # share of kills timed from the start rather than from the first edit
 
 
@@ -42,19 +44,16 @@ def _digest(store, image):
 
 
 WRITER = (
-    "import hashlib, random, sys\n"
+    "import hashlib, os, random, sys, traceback\n"
     "from workbench.annotations import AnnotationStore\n"
     "from workbench.weak_labels import Box, Point, Scribble\n"
     + inspect.getsource(_digest)
     + f"CLASSES, SIZE, N_IMAGES = {CLASSES!r}, {SIZE!r}, {N_IMAGES}\n"
     + """
-path, rng = sys.argv[1], random.Random(int(sys.argv[2]))
-print("ready", flush=True)
-sys.stdin.readline()  # "go": the kill timer starts now, not during the imports
-store = AnnotationStore(path, CLASSES)
+path = sys.argv[1]
 
 
-def item():
+def item(rng):
     r, c, k = rng.uniform(0, SIZE[0] - 1), rng.uniform(0, SIZE[1] - 1), rng.randrange(len(CLASSES))
     kind = rng.random()
     if kind < 0.5:
@@ -65,39 +64,81 @@ def item():
     return Box(r / 2, c / 2, r / 2 + 3, c / 2 + 3, k)
 
 
-while True:
-    image = f"im{rng.randrange(N_IMAGES)}"
-    ids = list(store.items(image))
-    last = max([h["id"] for h in store.history(image)], default=0)
-    u = rng.random()
-    if u < 0.4 or not ids:
-        store.add(image, item(), SIZE)
-    elif u < 0.55:
-        store.replace(image, rng.choice(ids), item())
-    elif u < 0.65:
-        store.remove(image, rng.choice(ids))
-    elif u < 0.72:
-        store.set_tags(image, rng.sample(range(len(CLASSES)), rng.randrange(3)), SIZE)
-    elif u < 0.88:
-        store.undo(image)
-    else:
-        store.redo(image)
-    new = max([h["id"] for h in store.history(image)], default=0)
-    print(image, new if new > last else 0, _digest(store, image), flush=True)  # acknowledged: committed
+def burst(rng):
+    \"\"\"Edit until killed; print each edit once it is committed.\"\"\"
+    store = AnnotationStore(path, CLASSES)
+    while True:
+        image = f"im{rng.randrange(N_IMAGES)}"
+        ids = list(store.items(image))
+        last = max([h["id"] for h in store.history(image)], default=0)
+        u = rng.random()
+        if u < 0.4 or not ids:
+            store.add(image, item(rng), SIZE)
+        elif u < 0.55:
+            store.replace(image, rng.choice(ids), item(rng))
+        elif u < 0.65:
+            store.remove(image, rng.choice(ids))
+        elif u < 0.72:
+            store.set_tags(image, rng.sample(range(len(CLASSES)), rng.randrange(3)), SIZE)
+        elif u < 0.88:
+            store.undo(image)
+        else:
+            store.redo(image)
+        new = max([h["id"] for h in store.history(image)], default=0)
+        ack = f"{image} {new if new > last else 0} {_digest(store, image)}\\n"
+        os.write(1, ack.encode())  # acknowledged: committed; one write, so a kill never leaves half a line
+
+
+for command in sys.stdin:  # "go SEED": fork one writer, report its pid, wait for its death
+    pid = os.fork()
+    if pid == 0:
+        try:
+            burst(random.Random(int(command.split()[1])))
+        except BaseException:
+            traceback.print_exc()
+        os._exit(1)
+    print("pid", pid, file=sys.stderr, flush=True)
+    _, status = os.waitpid(pid, 0)
+    print("end", os.waitstatus_to_exitcode(status), flush=True)
 """
 )
 
 
-def _pump(proc: subprocess.Popen, lines: list[str], first_ack: threading.Event) -> None:
-    for line in proc.stdout:
+def _pump(server: subprocess.Popen, lines: list[str], first_ack: threading.Event) -> int:
+    """Collect one writer's acknowledgements up to the server's "end"; return the writer's exit code."""
+    for line in server.stdout:
+        if line.startswith("end "):
+            return int(line.split()[1])
         lines.append(line)
         first_ack.set()
+    raise AssertionError("the writer server died")
 
 
-def _spawn_writer(path: Path, seed: int) -> subprocess.Popen:
+def _burst_until_killed(server, pool, reader, rng) -> list[str]:
+    """Fork one writer, let it edit, SIGKILL it at a random moment; return its acknowledgement lines."""
+    server.stdin.write(f"go {rng.randrange(2**31)}\n")
+    server.stdin.flush()
+    started = server.stderr.readline()
+    assert started.startswith("pid "), f"the writer server failed: {started}"
+    lines: list[str] = []
+    first_ack = threading.Event()
+    exit_code = pool.submit(_pump, server, lines, first_ack)
+    if rng.random() < KILL_WHILE_OPENING:  # may hit the store's creation and migration
+        deadline = time.monotonic() + rng.uniform(0.0, 0.05)
+    else:  # mid-burst, however slowly a loaded machine runs the writer
+        first_ack.wait(timeout=60)
+        deadline = time.monotonic() + rng.uniform(0.0, 0.3)
+    while time.monotonic() < deadline:
+        reader.to_weak_label_set()
+    os.kill(int(started.split()[1]), signal.SIGKILL)
+    assert exit_code.result(timeout=60) == -signal.SIGKILL, "the writer died before it was killed"
+    return lines
+
+
+def _spawn_server(path: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(seed)],
+        [sys.executable, "-c", WRITER, str(path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
     )  # fmt: skip
 
@@ -120,46 +161,30 @@ def _replayed_state(db: sqlite3.Connection, image: str) -> tuple[dict, list]:
 def test_store_keeps_every_acknowledged_edit_through_50_kills(tmp_path):
     path = tmp_path / "annotations.sqlite"
     rng = random.Random(0)
-    writers = [_spawn_writer(path, seed) for seed in range(WARM_WRITERS)]
-    acked_edits, acked_ops, torn_rounds = {}, 0, 0
+    server = _spawn_server(path)
+    pool = ThreadPoolExecutor(1)  # reads the writer's acknowledgements
     reader = AnnotationStore(path, CLASSES)  # reads during every burst, as a training thread would
-    for kill in range(KILLS):
-        proc = writers.pop(0)
-        writers.append(_spawn_writer(path, kill + WARM_WRITERS))
-        assert proc.stdout.readline() == "ready\n", proc.stderr.read()
-        lines: list[str] = []
-        first_ack = threading.Event()
-        pump = threading.Thread(target=_pump, args=(proc, lines, first_ack))
-        pump.start()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        if rng.random() < KILL_WHILE_OPENING:  # may hit the store's creation and migration
-            deadline = time.monotonic() + rng.uniform(0.0, 0.1)
-        else:  # mid-burst, however slowly a loaded machine runs the writer
-            first_ack.wait(timeout=60)
-            deadline = time.monotonic() + rng.uniform(0.0, 0.3)
-        while time.monotonic() < deadline:
-            reader.to_weak_label_set()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        pump.join()
-        assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
-        last_seen = {}
-        for line in lines:
-            if line.endswith("\n"):  # a line cut by the kill was never acknowledged
+    acked_edits, acked_ops, torn_rounds = {}, 0, 0
+    try:
+        for kill in range(KILLS):
+            lines = _burst_until_killed(server, pool, reader, rng)
+            last_seen = {}
+            for line in lines:
                 image, edit_id, digest = line.split()
                 acked_ops += 1
                 last_seen[image] = digest
                 if int(edit_id):
                     acked_edits[int(edit_id)] = image
-        # The writer may have committed one more edit after its last acknowledgement, never fewer.
-        changed = [image for image, digest in last_seen.items() if _digest(reader, image) != digest]
-        assert len(changed) <= 1, f"kill {kill}: acknowledged state lost for {changed}"
-        torn_rounds += bool(changed)
-    reader.close()
-    for proc in writers:
-        proc.kill()
-        proc.wait()
+            # The writer may have committed one more edit after its last acknowledgement, never fewer.
+            changed = [image for image, digest in last_seen.items() if _digest(reader, image) != digest]
+            assert len(changed) <= 1, f"kill {kill}: acknowledged state lost for {changed}"
+            torn_rounds += bool(changed)
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0
+    finally:
+        reader.close()
+        server.kill()  # ends a pump still waiting for the server, whatever failed
+        pool.shutdown(wait=False)
 
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
