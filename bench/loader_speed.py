@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from workbench.engine import TrainConfig, make_datasets, make_loader, pick_device
 from workbench.io import atomic_write_text
+from workbench.losses import sparse_cross_entropy
 from workbench.methods import partial_ce
 from workbench.models import build_smp
 
@@ -37,9 +37,7 @@ def train_images_per_s(dataset, config: TrainConfig, device: torch.device, steps
     batches = [b for _, b in zip(range(steps), make_loader(dataset, config.batch_size, True, config, device))]
     t0 = time.perf_counter()
     for batch in batches:
-        loss = F.cross_entropy(
-            model(batch["image"].to(device)), batch["label"].to(device).clamp(max=255), ignore_index=255
-        )
+        loss = sparse_cross_entropy(model(batch["image"].to(device)), batch["label"].to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
