@@ -24,9 +24,9 @@ from workbench.methods import partial_ce
 from workbench.models import build_smp
 
 
-def loader_images_per_s(dataset, config: TrainConfig, device: torch.device) -> float:
+def loader_images_per_s(loader) -> float:
     t0, n = time.perf_counter(), 0
-    for batch in make_loader(dataset, config.batch_size, True, config, device):
+    for batch in loader:
         n += batch["image"].shape[0]
     return n / (time.perf_counter() - t0)
 
@@ -65,8 +65,9 @@ def main() -> None:
         )  # fmt: skip
         device = pick_device(config.device)
         dataset = make_datasets(partial_ce, config)[0]
-        cold = loader_images_per_s(dataset, config, device)
-        warm = loader_images_per_s(dataset, config, device)
+        loader = make_loader(dataset, config.batch_size, True, config, device)  # as engine.train: one per run
+        cold = loader_images_per_s(loader)
+        warm = loader_images_per_s(loader)
         rows.append({"num_workers": workers, "cold_images_per_s": cold, "warm_images_per_s": warm})
         print(f"workers {workers}: cold {cold:.0f} img/s, warm {warm:.0f} img/s", flush=True)
     step_rate = train_images_per_s(dataset, config, device, args.steps)

@@ -216,7 +216,8 @@ def make_loader(dataset, batch_size: int, shuffle: bool, config: TrainConfig, de
         sampler = list(range(dist.rank(), len(dataset), world))
     return DataLoader(
         dataset, batch_size=per_rank, sampler=sampler, drop_last=shuffle and len(sampler) > per_rank,
-        num_workers=config.num_workers, pin_memory=device.type == "cuda", persistent_workers=False,
+        num_workers=config.num_workers, pin_memory=device.type == "cuda",
+        persistent_workers=shuffle and config.num_workers > 0,
     )  # fmt: skip
 
 
@@ -263,7 +264,8 @@ def train(
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = len(make_loader(train_ds, config.batch_size, True, config, device))
+    loader = make_loader(train_ds, config.batch_size, True, config, device)  # one loader: workers keep their caches
+    steps_per_epoch = len(loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
@@ -287,7 +289,7 @@ def train(
     total_steps = config.epochs * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
         trained.train()
-        loader = make_loader(train_ds, config.batch_size, True, config, device, epoch)
+        loader.sampler.set_epoch(epoch)
         t0, running, n_seen = time.perf_counter(), {}, 0
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if dist.is_main() else True
