@@ -132,9 +132,12 @@ def test_cam_vs_pseudo_titles_carry_their_iou():
 def test_proposals_view_shows_top_k_or_says_not_available():
     image = np.zeros((4, 4, 3), np.uint8)
     props = [{"mask": np.full((4, 4), 0.5), "cls": c % 3, "score": 1 - c / 10} for c in range(6)]
-    layout = views.proposal_view(image, props, 4, CLASSES, COLORS)
-    assert len(layout) == 4 and layout[0].opts.get().kwargs["title"] == "a 1.00"
-    render(layout)
+    gallery = views.proposal_view(image, props, 5, CLASSES, COLORS)
+    mosaic, labels = gallery.get(0), gallery.get(1)
+    assert mosaic.bounds.lbrt() == (0, 0, 4 * 4 + 3 * 2, 2 * 4 + 2)  # 4 per row, 2 px gaps, 2 rows
+    assert list(labels.dimension_values("label")) == ["a 1.00", "b 0.90", "c 0.80", "a 0.70", "b 0.60"]
+    assert tuple(mosaic.data[0, 0]) == tuple(views.blend(image, np.array([[[255, 0, 0, 100]]], np.uint8))[0, 0])
+    render(gallery)
     assert "not available for this model" in views.proposal_view(image, None, 4, CLASSES, COLORS).text
 
 

@@ -23,6 +23,7 @@ BASE_COLOR = "#4c78a8"
 NOVEL_COLOR = "#f58518"
 HEAT_CMAP = "inferno"
 CANVAS_WIDTH = 480  # pixels on screen for the longer image side
+GALLERY_COLUMNS = 4
 ANNOTATION_ALPHA = 230  # annotations stay nearly opaque whatever the overlay opacity
 
 
@@ -48,6 +49,12 @@ def colorize(
     shown = range(len(colors)) if visible is None else [c for c in visible if 0 <= c < len(colors)]
     lut[list(shown), 3] = round(255 * alpha)
     return lut[mask.astype(np.uint8)]
+
+
+def blend(image: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 image with an ``(H, W, 4)`` uint8 layer composited over it (one element to draw, not two)."""
+    alpha = rgba[..., 3:4].astype(np.float32) / 255
+    return (image[..., :3] * (1 - alpha) + rgba[..., :3] * alpha).round().astype(np.uint8)
 
 
 def entropy_map(probs: np.ndarray) -> np.ndarray:
@@ -240,17 +247,42 @@ def cam_vs_pseudo_view(
 
 def proposal_view(
     image: np.ndarray, proposals: list[dict] | None, k: int, classes: Sequence[str], colors: np.ndarray
-) -> hv.Layout | hv.Text:
-    """The ``k`` best proposal masks (mask in [0, 1], ``cls``, ``score``), each over the image in its class color."""
+) -> hv.Overlay | hv.Text:
+    """The ``k`` best proposal masks (mask in [0, 1], ``cls``, ``score``), each over the image in its class
+    color, tiled four to a row into one plot (one plot draws in a tenth of the time of ``k`` plots)."""
     if proposals is None:
         return unavailable("proposal masks", "not available for this model (only SimFormer makes proposals)")
-    panels = []
+    tiles, labels = [], []
+    h, w = image.shape[:2]
     for p in proposals[:k]:
-        rgba = np.zeros((*p["mask"].shape, 4), dtype=np.uint8)
+        rgba = np.zeros((h, w, 4), dtype=np.uint8)
         rgba[..., :3] = colors[p["cls"]]
         rgba[..., 3] = (np.clip(p["mask"], 0, 1) * 200).astype(np.uint8)
-        panels.append((image_element(image) * image_element(rgba)).opts(title=f"{classes[p['cls']]} {p['score']:.2f}"))
-    return hv.Layout(panels).cols(4).opts(shared_axes=True)
+        tiles.append(blend(image, rgba))
+        labels.append(f"{classes[p['cls']]} {p['score']:.2f}")
+    if not tiles:
+        return unavailable("proposal masks", "the model returned no proposals")
+    mosaic, corners = tile(tiles, GALLERY_COLUMNS)
+    rows = mosaic.shape[0]
+    text = hv.Labels(
+        [(c + 1, rows - r - 1, label) for (r, c), label in zip(corners, labels)], ["x", "y"], "label"
+    ).opts(text_color="white", text_font_size="9pt", text_align="left", text_baseline="top")
+    return (image_element(mosaic) * text).opts(title=f"top {len(tiles)} proposals (class, score)")
+
+
+def tile(images: Sequence[np.ndarray], columns: int, gap: int = 2) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Equal-size ``(H, W, 3)`` images in a grid of ``columns`` with white gaps; returns the mosaic and
+    each image's top-left ``(row, col)``."""
+    h, w = images[0].shape[:2]
+    n_rows = -(-len(images) // columns)
+    n_cols = min(columns, len(images))
+    mosaic = np.full((n_rows * (h + gap) - gap, n_cols * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    corners = []
+    for i, img in enumerate(images):
+        r, c = (i // columns) * (h + gap), (i % columns) * (w + gap)
+        mosaic[r : r + h, c : c + w] = img[..., :3]
+        corners.append((r, c))
+    return mosaic, corners
 
 
 def _fmt(value: float) -> str:
