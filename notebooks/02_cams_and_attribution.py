@@ -135,15 +135,19 @@ print(f"Grad-CAM / max vs CAM: max |difference| {float((ours / ours.max().clamp(
 # $$S_c(x') = \sum_{i:\ \arg\max_k f(x)_{k,i} = c} f(x')_{c,i}.$$
 #
 # The layer decides the resolution: the encoder's deepest stage (`encoder.layer4`, stride 32) or a
-# decoder block (`decoder.blocks.3`, stride 2). Here we explain the `cam` model's segmenter.
+# decoder block (`decoder.blocks.3`, stride 2). Here we explain the `cam` model's segmenter, for a
+# class it predicts somewhere (the score of a class with no predicted pixel is identically 0).
 
 # %%
 segmenter = cam_model.seg
-deep = cam.gradcam_captum(segmenter, x, cls)[0].numpy()
-fine = cam.gradcam_captum(segmenter, x, cls, layer="decoder.blocks.3")[0].numpy()
-deep, fine = deep / max(deep.max(), 1e-12), fine / max(fine.max(), 1e-12)  # each map to [0, 1]
 with torch.no_grad():
-    seg_pred = segmenter(x).argmax(1)[0].byte().numpy()
+    seg_pred = segmenter(x).argmax(1)[0].byte().numpy()  # (H, W)
+predicted = np.bincount(seg_pred.ravel(), minlength=C)  # pixels predicted per class
+seg_cls = cls if predicted[cls] > 0 else int(predicted.argmax())  # a class with no predicted pixel scores 0
+print(f"explaining {info.classes[seg_cls]!r}: {predicted[seg_cls]} pixels predicted")
+deep = cam.gradcam_captum(segmenter, x, seg_cls)[0].numpy()
+fine = cam.gradcam_captum(segmenter, x, seg_cls, layer="decoder.blocks.3")[0].numpy()
+deep, fine = deep / max(deep.max(), 1e-12), fine / max(fine.max(), 1e-12)  # each map to [0, 1]
 (
     (views.image_element(image) * views.mask_element(seg_pred, colors, opacity=0.6)).opts(title="segmenter prediction")
     + (views.image_element(image) * views.heatmap_element(deep)).opts(title="Grad-CAM at encoder.layer4")
@@ -173,12 +177,15 @@ def class_scores(inputs: torch.Tensor) -> torch.Tensor:  # (B, C): summed logits
 
 
 ig, delta = IntegratedGradients(class_scores).attribute(
-    x, baselines=torch.zeros_like(x), target=cls, n_steps=IG_STEPS, return_convergence_delta=True
+    x, baselines=torch.zeros_like(x), target=seg_cls, n_steps=IG_STEPS, return_convergence_delta=True
 )
 per_pixel = ig[0].sum(0).detach().numpy()  # (H, W): summed over the colour channels
-total = float(ig.sum())
-print(f"sum of attributions {total:.3f}, convergence delta {float(delta[0]):.3f} ({IG_STEPS} steps)")
-views.image_element(image, title="image") + plots.signed_heatmap(per_pixel, f"IG for {info.classes[cls]!r}")
+with torch.no_grad():
+    gap = float(class_scores(x)[0, seg_cls] - class_scores(torch.zeros_like(x))[0, seg_cls])
+print(
+    f"sum of attributions {float(ig.sum()):.3f}; S(x) - S(x') = {gap:.3f}; delta {float(delta[0]):.3f} ({IG_STEPS} steps)"
+)
+views.image_element(image, title="image") + plots.signed_heatmap(per_pixel, f"IG for {info.classes[seg_cls]!r}")
 
 # %% [markdown]
 # ## 4. CAM pseudo-masks vs point pseudo-masks

@@ -59,8 +59,20 @@ def execute(nb, cwd: Path) -> None:
     asyncio.run(asyncio.wait_for(client.async_execute(env=env), NOTEBOOK_TIMEOUT_S))
 
 
-def test_the_tutorials_are_there():
+def test_the_seven_tutorials_are_there():
     assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(7)], [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_tutorial_shape(path: Path):
+    """The parameters cell comes first (SCALE and WORKDIR, tiny by default); the exercises come last."""
+    nb = jupytext.read(path)
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    assert parameters_index(nb) == first_code, "the parameters cell must be the first code cell"
+    params = nb.cells[first_code].source
+    assert 'SCALE = "tiny"' in params and "WORKDIR = " in params, params
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {path.name[:2]} ")
+    assert nb.cells[-1].cell_type == "markdown" and "## Exercises" in nb.cells[-1].source
 
 
 @pytest.mark.slow
