@@ -352,6 +352,7 @@ class Dashboard(pn.viewable.Viewer):
         self.param.watch(lambda e: self.canvas.set_tool(e.new), "tool")
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(lambda ctx: self.unwatch())
+        s.poll()  # a retrain that finished while no tab was open lands now
         if s.trainer.running:  # a tab opened (or reloaded) while a retrain runs follows it
             self._start_polling()
 
