@@ -60,7 +60,6 @@ UNCERTAINTY = ("entropy", "margin")
 ANNOTATION_KINDS = ("points", "scribbles", "boxes")
 CACHE_SIZE = 32  # images whose model outputs stay cached (per model version)
 MAX_BRUSH = 50.0
-CAM_THRESHOLD = 0.2  # a CAM pixel counts as the class from this fraction of the image's peak (SPML uses 0.2)
 
 
 class SessionError(ValueError):

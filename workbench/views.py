@@ -239,7 +239,7 @@ def cam_vs_pseudo_view(
         right = unavailable(f"point pseudo-mask: {name}", pseudo)
     else:
         iou = binary_iou(pseudo == cls, gt, cls, c)
-        right = (image_element(image) * mask_element(pseudo, colors, None, 0.6)).opts(
+        right = (image_element(image) * mask_element(pseudo, colors, [cls], 0.6)).opts(
             title=f"point pseudo-mask {name}: IoU {_fmt(iou)}"
         )
     return (left + right).opts(shared_axes=True)
