@@ -137,23 +137,29 @@ def test_annotate_undo_retrain_reload(page, synthetic_root, tmp_path):
     session.close()
 
 
+@pytest.mark.skipif(
+    os.getloadavg()[0] > (os.cpu_count() or 1),
+    reason="the UI answers during training because the worker leaves a core free; on a saturated machine no core is",
+)
 def test_ui_responds_while_training_and_cancel_keeps_weights(page, synthetic_root, tmp_path):
     session = make_session(synthetic_root, tmp_path, steps=100_000)
-    session.add_point(5, 5)
-    weights = {k: v.clone() for k, v in session.model.state_dict().items()}
-    open_app(page, session)
+    try:
+        session.add_point(5, 5)
+        weights = {k: v.clone() for k, v in session.model.state_dict().items()}
+        open_app(page, session)
 
-    page.get_by_role("button", name="Retrain").click()
-    expect(page.get_by_text("quick retrain: step").first).to_be_visible(timeout=TIMEOUT_MS)  # live progress
-    page.keyboard.press("n")  # the page still answers while the worker trains
-    expect(page.get_by_text(f"(2/{len(session.names)}, split train)")).to_be_visible(timeout=TIMEOUT_MS)
-    assert session.trainer.running
-    page.get_by_role("button", name="Cancel").click()
-    expect(page.get_by_text("quick retrain: cancelled").first).to_be_visible(timeout=TIMEOUT_MS)
-    assert session.model_version == 0
-    assert all(torch.equal(weights[k], v) for k, v in session.model.state_dict().items())
-    expect(page.get_by_role("button", name="Retrain")).to_be_enabled(timeout=TIMEOUT_MS)
-    session.close()
+        page.get_by_role("button", name="Retrain").click()
+        expect(page.get_by_text("quick retrain: step").first).to_be_visible(timeout=TIMEOUT_MS)  # live progress
+        page.keyboard.press("n")  # the page still answers while the worker trains
+        expect(page.get_by_text(f"(2/{len(session.names)}, split train)")).to_be_visible(timeout=TIMEOUT_MS)
+        assert session.trainer.running
+        page.get_by_role("button", name="Cancel").click()
+        expect(page.get_by_text("quick retrain: cancelled").first).to_be_visible(timeout=TIMEOUT_MS)
+        assert session.model_version == 0
+        assert all(torch.equal(weights[k], v) for k, v in session.model.state_dict().items())
+        expect(page.get_by_role("button", name="Retrain")).to_be_enabled(timeout=TIMEOUT_MS)
+    finally:
+        session.close()  # stops the worker even when an assertion failed
 
 
 def _free_port() -> int:
