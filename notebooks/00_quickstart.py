@@ -15,7 +15,7 @@
 # documented and tested in the package.
 
 # %% tags=["parameters"]
-SCALE = "tiny"  # "tiny": about a minute on 2 CPU cores; "full": the README's demo sizes (a few minutes)
+SCALE = "tiny"  # "tiny": ~45 s of CPU time; "full": the demo's sizes (a few minutes)
 WORKDIR = "runs/tutorials"  # the synthetic data and the run directories of this notebook go here
 
 # %%

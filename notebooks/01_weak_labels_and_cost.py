@@ -11,7 +11,7 @@
 #    timing model you can change.
 
 # %% tags=["parameters"]
-SCALE = "tiny"  # "tiny": about two minutes on 2 CPU cores; "full": 64x64 scenes, 256 images, 15 epochs
+SCALE = "tiny"  # "tiny": ~70 s of CPU time; "full": 64x64 scenes, 256 images, 15 epochs
 WORKDIR = "runs/tutorials"  # the synthetic data and the run directories of this notebook go here
 # Modelled annotation time in seconds. Orders of magnitude from timing studies on VOC: about 1 s per
 # class to tag an image and a couple of seconds per click (Bearman et al., ECCV 2016, who also time a

@@ -12,7 +12,7 @@
 #    `single_stage` method's masks grown from one click per region.
 
 # %% tags=["parameters"]
-SCALE = "tiny"  # "tiny": about a minute and a half on 2 CPU cores; "full": 64x64 scenes, 256 images
+SCALE = "tiny"  # "tiny": ~40 s of CPU time; "full": 64x64 scenes, 256 images, 20 epochs
 WORKDIR = "runs/tutorials"  # the synthetic data and the run directories of this notebook go here
 IG_STEPS = 16  # integration steps of integrated gradients (captum's default is 50)
 

@@ -13,7 +13,7 @@
 # All three train the same U-Net with the same budget; only the loss changes.
 
 # %% tags=["parameters"]
-SCALE = "tiny"  # "tiny": about two minutes on 2 CPU cores; "full": 64x64 scenes, 256 images, 20 epochs
+SCALE = "tiny"  # "tiny": ~50 s of CPU time; "full": 64x64 scenes, 256 images, 20 epochs
 WORKDIR = "runs/tutorials"  # the synthetic data and the run directories of this notebook go here
 SUPERVISION = "points"  # or "scribbles"
 

@@ -13,7 +13,7 @@
 # JupyterLab you can then click on the canvas yourself.
 
 # %% tags=["parameters"]
-SCALE = "tiny"  # "tiny": about a minute on 2 CPU cores; "full": 64x64 scenes, 256 images, 15 epochs
+SCALE = "tiny"  # "tiny": ~30 s of CPU time; "full": 64x64 scenes, 256 images, 15 epochs
 WORKDIR = "runs/tutorials"  # the synthetic data, the run and the annotation store of this notebook go here
 
 # %%

@@ -15,7 +15,7 @@
 # the folder below is absent, sections 1 and 2 say so and are skipped.
 
 # %% tags=["parameters"]
-SCALE = "tiny"  # "tiny": a smoke-sized run (about a minute on 2 CPU cores); "full": the README's CamVid run
+SCALE = "tiny"  # "tiny": a smoke-sized run, ~20 s of CPU time; "full": the README's CamVid run
 WORKDIR = "runs/tutorials"  # runs and the example dataset folder of this notebook go here
 DATASETS = ""  # folder holding camvid/ and msrc21/; "" means ../shared/datasets beside the repository
 TRAIN_ON = "camvid"  # or "msrc21"
