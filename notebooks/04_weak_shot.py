@@ -125,6 +125,11 @@ pd.DataFrame({label: {k: s[k] for k in keys} for label, s in summaries.items()})
 hv.Layout([views.iou_bars(s, label) for label, s in summaries.items()]).cols(1)
 
 # %% [markdown]
+# With `SCALE = "tiny"` each run is a few dozen steps: SimFormer (a transformer decoder with
+# Hungarian matching, trained from scratch) has barely started, and the novel classes are mostly
+# still missed. The figures below show *where to look*; `SCALE = "full"`, or `bench/weak_shot.py`
+# on CamVid and MSRC-21, gives numbers worth comparing.
+#
 # ## Inside SimFormer: proposals and pixel affinity
 #
 # `simformer.proposals` returns every query's mask, class and score, best first. The affinity
