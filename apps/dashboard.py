@@ -309,7 +309,10 @@ class Dashboard(pn.viewable.Viewer):
         self.cancel_btn = pn.widgets.Button(label="Cancel", color="danger", width=120, disabled=True)
         self.progress = pn.indicators.Progress(value=0, max=100, width=250, active=False)
         self.train_text = pn.pane.Str("", styles={"font-size": "12px"})
-        self.loss_pane = pn.pane.HoloViews(views.loss_curve([]), visible=False)
+        self.loss_pipe = streams.Pipe(data=[])  # new points only: the plot is updated, not rebuilt
+        self.loss_pane = pn.pane.HoloViews(
+            hv.DynamicMap(lambda data: views.loss_curve(data), streams=[self.loss_pipe]), visible=False
+        )
         self.retrain_btn.on_click(lambda e: self._retrain())
         self.cancel_btn.on_click(lambda e: s.cancel())
         return pn.Column(
@@ -538,6 +541,7 @@ class Dashboard(pn.viewable.Viewer):
     def _start_polling(self) -> None:
         self.retrain_btn.disabled, self.cancel_btn.disabled = True, False
         self.progress.value, self.progress.active, self.loss_pane.visible = 0, True, True
+        self.loss_pipe.send([])
         if self._poller is None:
             self._poller = pn.state.add_periodic_callback(self._poll, period=POLL_MS, start=False)
         self._poller.start()
@@ -546,8 +550,8 @@ class Dashboard(pn.viewable.Viewer):
         state = self.session.poll()
         self.progress.value = int(100 * state["progress"])
         self.train_text.object = state["message"]
-        if state["losses"]:
-            self.loss_pane.object = views.loss_curve(state["losses"])
+        if len(state["losses"]) != len(self.loss_pipe.data):
+            self.loss_pipe.send(state["losses"])
         if "finished" in state or state["status"] != "running":
             self._poller.stop()
             self.retrain_btn.disabled, self.cancel_btn.disabled, self.progress.active = False, True, False
