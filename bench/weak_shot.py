@@ -39,8 +39,8 @@ from workbench.methods import simformer, supervised, transfer
 from workbench.metrics import summarize
 
 DATASETS = {  # one fixed budget per dataset
-    "camvid": {"protocol": "objects", "image_size": (120, 160), "epochs": 20},
-    "msrc21": {"protocol": "objects5", "image_size": (128, 192), "epochs": 25},
+    "camvid": {"protocol": "objects", "image_size": (120, 160), "epochs": 10},
+    "msrc21": {"protocol": "objects5", "image_size": (96, 144), "epochs": 15},
 }
 ROWS = {  # name: (method module, method config, trained under the weak-shot protocol)
     "supervised_all": (supervised, supervised.Config(), False),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -237,6 +238,15 @@ def test_inputs_not_divisible_by_32_are_padded_and_cropped_back():
     assert simformer.predict(model, torch.zeros(1, 3, 40, 56)).shape == (1, 3, 40, 56)
 
 
+@pytest.mark.parametrize("stride", simformer.MEMORY_STRIDES)
+def test_queries_can_attend_to_a_finer_encoder_stage(stride):
+    model = simformer.build(3, dataclasses.replace(TINY, memory_stride=stride), Backbone()).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 96))
+    assert out["masks"].shape[-2:] == (16, 24)
+    assert model.input_proj.in_channels == model.encoder.out_channels[int(math.log2(stride))]
+
+
 def test_pseudo_label_keeps_base_and_only_tagged_novel_classes():
     scores = torch.zeros(4, 2, 3)
     scores[2, 0], scores[3, 1] = 1.0, 1.0  # argmax: row 0 -> class 2 (tagged novel), row 1 -> 3 (absent)
@@ -251,6 +261,8 @@ def test_config_names_bad_values():
         simformer.Config(hidden_dim=48)
     with pytest.raises(ValueError, match="distillation"):
         simformer.Config(simnet=False)
+    with pytest.raises(ValueError, match="memory_stride"):
+        simformer.Config(memory_stride=4)
     assert simformer.Config(novel=[3, 4]).novel == (3, 4)  # config.json hands lists back
 
 

@@ -62,6 +62,7 @@ FOCAL_GAMMA = 2.0
 SAMPLING_JITTER = 0.1  # "random sampling" = top-k of (region indicator + 0.1 * U(0, 1))
 DECONFOUND_RARE_P = 0.01  # probability of pairing on the novel class with the fewest partners
 DISTILL_MODES = ("cce", "ce")
+MEMORY_STRIDES = (8, 16, 32)
 DISTILL_CLAMP = 0.01
 AFFINITY_CHUNK = 65536  # pixel pairs per SimNet call in simnet_affinity
 
@@ -75,6 +76,7 @@ class Config:
     heads: int = 4  # paper 8
     ffn_dim: int = 256  # paper 2048
     dropout: float = 0.0  # paper 0.1
+    memory_stride: int = 32  # encoder stage the queries attend to: 32 (paper, res5), 16 or 8 for small images
     deep_supervision: bool = True  # losses on every decoder layer (paper) or only the last
     no_object_weight: float = 0.1
     class_weight: float = 1.0  # classification loss and matching cost
@@ -105,6 +107,8 @@ class Config:
                     "points_per_image", "balance_window"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.memory_stride not in MEMORY_STRIDES:
+            raise ValueError(f"memory_stride must be one of {MEMORY_STRIDES}, got {self.memory_stride}")
         if self.dist_mode not in DISTILL_MODES:
             raise ValueError(f"dist_mode must be one of {DISTILL_MODES}, got {self.dist_mode!r}")
         if self.distillation and not self.simnet:
@@ -186,7 +190,8 @@ class SimFormer(nn.Module):
         )  # fmt: skip
         self.encoder, self.pixel_decoder = fpn.encoder, fpn.decoder  # smp's segmentation head is dropped
         self.mask_features = nn.Conv2d(d, d, 3, padding=1)
-        self.input_proj = nn.Conv2d(self.encoder.out_channels[-1], d, 1)
+        self.memory_level = int(math.log2(config.memory_stride))  # smp encoders list features at strides 1, 2, ..., 32
+        self.input_proj = nn.Conv2d(self.encoder.out_channels[self.memory_level], d, 1)
         self.query = nn.Embedding(config.num_queries, d)
         layer = nn.TransformerDecoderLayer(d, config.heads, config.ffn_dim, config.dropout, batch_first=True)
         self.decoder = nn.TransformerDecoder(layer, config.decoder_layers, norm=nn.LayerNorm(d))
@@ -212,7 +217,7 @@ class SimFormer(nn.Module):
         feats = self.encoder(padded)
         pixels = self.mask_features(self.pixel_decoder(feats))  # (B, D, H'/4, W'/4) of the padded input
         pixels = pixels[..., : math.ceil(height / FEATURE_STRIDE), : math.ceil(width / FEATURE_STRIDE)]
-        deep = self.input_proj(feats[-1])  # (B, D, H/32, W/32)
+        deep = self.input_proj(feats[self.memory_level])  # (B, D, H/32, W/32) with the paper's memory_stride
         b, d, h, w = deep.shape
         memory = deep.flatten(2).transpose(1, 2) + sine_position(h, w, d, deep.device).to(deep.dtype)
         queries = self.query.weight[None].expand(b, -1, -1)
