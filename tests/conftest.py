@@ -19,7 +19,9 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """12 train / 4 val synthetic scenes of 32x32: enough to run every code path in seconds."""
-    return generate(tmp_path_factory.mktemp("data") / "synthetic", SyntheticConfig(height=32, width=32, train=12, val=4))
+    return generate(
+        tmp_path_factory.mktemp("data") / "synthetic", SyntheticConfig(height=32, width=32, train=12, val=4)
+    )
 
 
 @pytest.fixture

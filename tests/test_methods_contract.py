@@ -184,3 +184,18 @@ def test_partial_ce_training_step_learns_only_from_labelled_pixels():
     unlabelled = (label >= 3)[:, None].expand(2, 3, 6, 7)
     assert (model.logits.grad[unlabelled] == 0).all()
     assert outputs["labelled_frac"].item() == pytest.approx(4 / (2 * 6 * 7))
+
+
+WEIGHTS = [
+    (name, field.name)
+    for name, method in METHODS.items()
+    for field in dataclasses.fields(method.Config)
+    if field.name.endswith("_weight")
+]
+
+
+@pytest.mark.parametrize(("name", "weight"), WEIGHTS)
+def test_a_negative_loss_weight_is_refused_by_name_and_zero_switches_the_term_off(name, weight):
+    with pytest.raises(ValueError, match=f"{weight} must be >= 0"):
+        METHODS[name].Config(**{weight: -0.5})
+    assert getattr(METHODS[name].Config(**{weight: 0.0}), weight) == 0.0

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
 from workbench.weak_labels import IGNORE
+
+
+def check_loss_weights(config) -> None:
+    """Raise if a ``*_weight`` field of a method Config is negative: it would reward the loss it weights."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name.endswith("_weight") and value < 0:
+            raise ValueError(f"{field.name} must be >= 0 (0 switches the term off), got {value}")
 
 
 def sparse_cross_entropy(logits: torch.Tensor, label: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:

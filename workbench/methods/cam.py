@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.affinity import denormalize, local_affinity, propagate
-from workbench.losses import sparse_cross_entropy
+from workbench.losses import check_loss_weights, sparse_cross_entropy
 from workbench.models import Backbone, build_smp
 from workbench.weak_labels import IGNORE, UNLABELED
 
@@ -57,6 +57,7 @@ class Config:
     refine_sigma_space: float = 8.0
 
     def __post_init__(self) -> None:
+        check_loss_weights(self)
         if not 0.0 <= self.bg_threshold <= 1.0:
             raise ValueError(f"bg_threshold must be in [0, 1], got {self.bg_threshold}")
         if not (0.0 <= self.seg_start <= 1.0 and self.seg_ramp >= 0.0):

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from workbench.losses import check_loss_weights
 from workbench.models import Backbone, build_smp
 from workbench.weak_labels import IGNORE, UNLABELED
 
@@ -97,6 +98,7 @@ class Config:
     full_resolution: bool = False  # mask and complementary losses at the input size (paper) or at H/4 (16x cheaper)
 
     def __post_init__(self) -> None:
+        check_loss_weights(self)
         object.__setattr__(self, "novel", tuple(int(c) for c in self.novel))  # JSON gives lists back
         if self.hidden_dim % 32 or self.hidden_dim % self.heads:
             raise ValueError(

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.affinity import denormalize, local_affinity, propagate
-from workbench.losses import sparse_cross_entropy
+from workbench.losses import check_loss_weights, sparse_cross_entropy
 from workbench.models import Backbone, build_smp
 from workbench.weak_labels import IGNORE, UNLABELED
 
@@ -68,6 +68,7 @@ class Config:
     embed_pseudo_pixels: int = 2048
 
     def __post_init__(self) -> None:
+        check_loss_weights(self)
         if self.embed_dim < 2 or self.anchor_cell < 1 or self.refine_steps < 0 or self.embed_pseudo_pixels < 0:
             raise ValueError("embed_dim must be >= 2, anchor_cell >= 1, refine_steps and embed_pseudo_pixels >= 0")
         if min(self.filter_sigma_color, self.filter_sigma_space, self.spatial_sigma, self.embed_temperature) <= 0:

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.affinity import denormalize, downsample_labels
-from workbench.losses import sparse_cross_entropy
+from workbench.losses import check_loss_weights, sparse_cross_entropy
 from workbench.methods import cam
 from workbench.models import Backbone, build_smp
 from workbench.weak_labels import IGNORE, UNLABELED
@@ -114,6 +114,7 @@ class Config:
     box_threshold: float = 0.5
 
     def __post_init__(self) -> None:
+        check_loss_weights(self)
         for key, allowed in (
             ("superpixels", SUPERPIXEL_KINDS), ("seed_source", SEED_SOURCES), ("pseudo_source", PSEUDO_SOURCES)
         ):  # fmt: skip

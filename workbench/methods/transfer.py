@@ -50,7 +50,7 @@ from torch.func import functional_call
 from torch.nn.utils.parametrizations import spectral_norm
 
 from workbench.data.dataset import IMAGENET_MEAN, IMAGENET_STD
-from workbench.losses import sparse_cross_entropy
+from workbench.losses import check_loss_weights, sparse_cross_entropy
 from workbench.methods.cam import cam_pseudo_mask, normalize_cams
 from workbench.models import Backbone, build_smp
 from workbench.weak_labels import IGNORE, UNLABELED
@@ -77,6 +77,7 @@ class Config:
     cam_threshold: float = 0.2  # "cam" rule: pixels whose best normalised CAM is lower stay unlabelled
 
     def __post_init__(self) -> None:
+        check_loss_weights(self)
         object.__setattr__(self, "novel", tuple(int(c) for c in self.novel))  # JSON gives lists back
         if self.label_rule not in LABEL_RULES:
             raise ValueError(f"label_rule must be one of {LABEL_RULES}, got {self.label_rule!r}")
