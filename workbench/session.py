@@ -358,7 +358,7 @@ class DashboardSession(param.Parameterized):
                     f"run {run} was trained on classes {cfg['dataset']['classes']}, the dataset {info.root} has "
                     f"{list(info.classes)}; open the run with its own dataset"
                 )
-            method_config = module.Config(**_tuples(cfg["method_config"]))
+            method_config = engine.method_config_from_json(module, cfg["method_config"])
             work_size = tuple(cfg["image_size"])
             novel = tuple(info.classes.index(n) for n in cfg.get("novel") or [])
             run_dir = resolve_run(run)[0]  # a weights file inside a run also names its run directory
@@ -868,8 +868,3 @@ def _resize_map(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     if tuple(values.shape[-2:]) != tuple(size):
         values = F.interpolate(values[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
     return values.float().cpu().numpy()
-
-
-def _tuples(config: dict) -> dict:
-    """JSON turned the config's tuples into lists; frozen dataclasses want them back."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
