@@ -28,7 +28,7 @@ import numpy as np
 from workbench import plots, views
 from workbench.checkpoint import read_jsonl
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
-from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
+from workbench.data.synthetic import ensure_sized_synthetic
 from workbench.engine import TrainConfig, load_run, predict_image, train
 from workbench.methods import partial_ce, supervised
 from workbench.metrics import format_summary
@@ -52,11 +52,7 @@ SIZES
 # colours are sometimes swapped, so a model has to look at shape as well as colour.
 
 # %%
-side = SIZES["side"]
-data_root = ensure_synthetic(
-    Path(WORKDIR) / "data" / f"synthetic-{side}",
-    SyntheticConfig(height=side, width=side, train=SIZES["train"], val=SIZES["val"]),
-)
+data_root = ensure_sized_synthetic(WORKDIR, SIZES["side"], SIZES["train"], SIZES["val"])
 info = load_dataset_info(data_root)
 colors = np.asarray(info.colors, dtype=np.uint8)
 names = list_split(info, "train")

@@ -30,7 +30,7 @@ import pandas as pd
 
 from workbench import plots
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
-from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
+from workbench.data.synthetic import ensure_sized_synthetic
 from workbench.engine import TrainConfig, make_datasets, train
 from workbench.methods import cam, partial_ce, supervised
 from workbench.weak_labels import (
@@ -50,10 +50,7 @@ SIZES = {
 }[SCALE]
 work = Path(WORKDIR) / "01_weak_labels_and_cost"
 side = SIZES["side"]
-data_root = ensure_synthetic(
-    Path(WORKDIR) / "data" / f"synthetic-{side}-{SIZES['train']}",
-    SyntheticConfig(height=side, width=side, train=SIZES["train"], val=SIZES["val"]),
-)
+data_root = ensure_sized_synthetic(WORKDIR, SIZES["side"], SIZES["train"], SIZES["val"])
 info = load_dataset_info(data_root)
 colors = np.asarray(info.colors, dtype=np.uint8)
 

@@ -29,7 +29,7 @@ from captum.attr import IntegratedGradients
 from workbench import plots, views
 from workbench.data.dataset import normalize_image
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
-from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
+from workbench.data.synthetic import ensure_sized_synthetic
 from workbench.engine import TrainConfig, load_run, train
 from workbench.methods import cam, single_stage
 from workbench.weak_labels import SimulationConfig, rasterize, simulate
@@ -42,10 +42,7 @@ SIZES = {
 }[SCALE]
 work = Path(WORKDIR) / "02_cams_and_attribution"
 side = SIZES["side"]
-data_root = ensure_synthetic(
-    Path(WORKDIR) / "data" / f"synthetic-{side}-{SIZES['train']}",
-    SyntheticConfig(height=side, width=side, train=SIZES["train"], val=SIZES["val"]),
-)
+data_root = ensure_sized_synthetic(WORKDIR, SIZES["side"], SIZES["train"], SIZES["val"])
 info = load_dataset_info(data_root)
 C, colors = info.num_classes, np.asarray(info.colors, dtype=np.uint8)
 

@@ -30,7 +30,7 @@ import torch
 from workbench import plots, views
 from workbench.data.dataset import normalize_image
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
-from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
+from workbench.data.synthetic import ensure_sized_synthetic
 from workbench.engine import TrainConfig, load_run, method_config_from_json, train
 from workbench.methods import simformer, supervised, transfer
 from workbench.splits import ClassSplit
@@ -42,11 +42,7 @@ SIZES = {
     "full": {"side": 64, "train": 256, "val": 64, "epochs": 20, "batch_size": 16},
 }[SCALE]
 work = Path(WORKDIR) / "04_weak_shot"
-side = SIZES["side"]
-data_root = ensure_synthetic(
-    Path(WORKDIR) / "data" / f"synthetic-{side}-{SIZES['train']}",
-    SyntheticConfig(height=side, width=side, train=SIZES["train"], val=SIZES["val"]),
-)
+data_root = ensure_sized_synthetic(WORKDIR, SIZES["side"], SIZES["train"], SIZES["val"])
 info = load_dataset_info(data_root)
 C, colors = info.num_classes, np.asarray(info.colors, dtype=np.uint8)
 split = ClassSplit.from_protocol(info.classes, info.protocols, PROTOCOL)

@@ -26,7 +26,7 @@ import panel as pn
 
 import workbench
 from workbench import plots, views
-from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
+from workbench.data.synthetic import ensure_sized_synthetic
 from workbench.engine import TrainConfig, train
 from workbench.methods import partial_ce
 from workbench.session import DashboardSession, FullConfig, QuickConfig
@@ -48,11 +48,7 @@ SIZES = {
     "full": {"side": 64, "train": 256, "val": 64, "epochs": 15, "batch_size": 16},
 }[SCALE]
 work = Path(WORKDIR) / "05_dashboard"
-side = SIZES["side"]
-data_root = ensure_synthetic(
-    Path(WORKDIR) / "data" / f"synthetic-{side}-{SIZES['train']}",
-    SyntheticConfig(height=side, width=side, train=SIZES["train"], val=SIZES["val"]),
-)
+data_root = ensure_sized_synthetic(WORKDIR, SIZES["side"], SIZES["train"], SIZES["val"])
 
 # %% [markdown]
 # ## A model to correct

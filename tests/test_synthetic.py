@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from workbench.data.folder import list_split, load_dataset_info, read_mask, validate_dataset
-from workbench.data.synthetic import CLASSES, COLORS, PROTOCOLS, STUFF, SyntheticConfig, ensure_synthetic, generate
+from workbench.data.synthetic import (
+    CLASSES,
+    COLORS,
+    PROTOCOLS,
+    STUFF,
+    SyntheticConfig,
+    ensure_sized_synthetic,
+    ensure_synthetic,
+    generate,
+)
 
 TINY = SyntheticConfig(height=24, width=32, train=6, val=2, seed=3)
 
@@ -68,3 +77,12 @@ def test_ensure_synthetic_reuses_an_identical_folder(tmp_path):
     assert (root / "dataset.json").stat().st_mtime_ns == stamp
     ensure_synthetic(root, SyntheticConfig(height=24, width=32, train=3, val=1))
     assert len(list_split(load_dataset_info(root), "train")) == 3  # another config regenerates
+
+
+def test_sized_synthetic_sets_share_a_folder_per_size_and_never_overwrite_another(tmp_path):
+    small = ensure_sized_synthetic(tmp_path, 24, train=3, val=1)
+    other = ensure_sized_synthetic(tmp_path, 24, train=4, val=1)
+    assert small != other and ensure_sized_synthetic(tmp_path, 24, train=3, val=1) == small
+    assert len(list_split(load_dataset_info(small), "train")) == 3
+    info = load_dataset_info(other)
+    assert read_mask(info.mask_path("train", list_split(info, "train")[0]), info).shape == (24, 24)

@@ -184,3 +184,10 @@ def ensure_synthetic(root: str | Path = "data/synthetic", config: SyntheticConfi
     except (OSError, json.JSONDecodeError):
         pass
     return generate(root, config)
+
+
+def ensure_sized_synthetic(workdir: str | Path, side: int, train: int, val: int) -> Path:
+    """A ``side`` x ``side`` synthetic set under ``workdir/data``, named by its sizes so that
+    notebooks asking for the same sizes share one copy and different sizes never overwrite it."""
+    config = SyntheticConfig(height=side, width=side, train=train, val=val)
+    return ensure_synthetic(Path(workdir) / "data" / f"synthetic-{side}-{train}-{val}", config)
