@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from workbench.data.synthetic import SyntheticConfig, generate
 from workbench.engine import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+# WEAKSEG_DATASETS points a git worktree (whose parent has no shared/) at the datasets
+SHARED_DATASETS = Path(os.environ.get("WEAKSEG_DATASETS", REPO.parent / "shared" / "datasets"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -21,6 +21,7 @@ from workbench.weak_labels import (
     rasterize,
     save_weak_labels,
     simulate,
+    vanished_pixels,
 )
 
 H, W = 20, 30
@@ -289,6 +290,31 @@ def test_dense_scribbles_follow_the_skeleton_inside_the_region():
         label = rasterize(weak)
         drawn = label != UNLABELED
         assert (mask[drawn] == label[drawn]).all()
+
+
+@pytest.mark.parametrize("width", [1.0, 3.0, 5.0])
+def test_scribbles_of_any_width_never_leave_their_region(width):
+    """Chords and a wide brush would cut corners of thin, curved regions: such scribbles are
+    shortened or drawn one pixel wide, so every pixel a simulated scribble labels is its class."""
+    kept = 0
+    for key, mask in enumerate(synthetic_masks()):
+        weak = simulate(mask, ["scribbles"], SimulationConfig(scribble_width=width), key=str(key), num_classes=8)
+        for s in weak.scribbles:
+            drawn = rasterize(WeakLabels(*mask.shape, scribbles=(s,))) == s.cls
+            assert drawn.any() and (mask[drawn] == s.cls).all()
+            kept += s.width == width
+    assert kept > 0  # the asked width survives where the region is wide enough
+
+
+def test_vanished_pixels_counts_labels_whose_region_is_lost_in_the_resize():
+    full = np.zeros((8, 8), dtype=np.uint8)
+    full[:, 3] = 1  # a one-pixel line: a 2x nearest downscale samples columns 0, 2, 4, 6 and loses it
+    small = full[::2, ::2]
+    assert not (small == 1).any()
+    on_line = WeakLabels(8, 8, points=(Point(2, 3, 1), Point(6, 3, 1), Point(4, 6, 0))).resized(4, 4)
+    assert vanished_pixels(on_line, full, small, num_classes=2) == 2  # the two line points, not the background one
+    wrong_class = WeakLabels(8, 8, points=(Point(2, 6, 1),)).resized(4, 4)  # no class 1 near it: a wrong label,
+    assert vanished_pixels(wrong_class, full, small, num_classes=2) == 0  # not one lost in the resize
 
 
 def test_boxes_bound_their_component():

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from workbench import checkpoint as ckpt
 from workbench import dist
 from workbench.data.augment import Augment
-from workbench.data.dataset import SegmentationDataset, normalize_image, parse_supervision
+from workbench.data.dataset import SegmentationDataset, check_imported_labels, normalize_image, parse_supervision
 from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
 from workbench.data.synthetic import ensure_synthetic
 from workbench.io import atomic_write_text, save_index_png
@@ -90,7 +90,7 @@ class TrainConfig:
     points_per_region: int = 1
     min_region_px: int = 4
     point_radius: float = 0.0
-    scribble_width: float = 3.0
+    scribble_width: float = 1.0
     scribble_fraction: float = 1.0
     sim_seed: int = 0
     seed: int = 0
@@ -285,6 +285,9 @@ def train(
             if on_log is not None:
                 on_log(record)
 
+    label_check = check_imported_labels(train_ds) if dist.is_main() else None  # imported labels lost in the resize
+    if label_check is not None:
+        log({"event": "label_check", **label_check})
     step = start_epoch * steps_per_epoch
     total_steps = config.epochs * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
@@ -331,6 +334,8 @@ def train(
             ckpt.save_checkpoint(run_dir, model, train_state)
     summary = evaluate(method, model, val_ds, device, split, config.batch_size, config)
     in_sync = dist.params_in_sync(model)
+    if label_check is not None:
+        summary["label_check"] = label_check
     if dist.is_main():
         write_report(run_dir, summary, f"{info.name} / {config.val_split}")
     log(

@@ -282,16 +282,20 @@ def _draw_segments(
 class SimulationConfig:
     """How weak labels are simulated from dense masks (the annotation budget).
 
+    Sizes are in pixels of the mask given to :func:`simulate`; the dataset gives it the mask
+    resized to the working size, so that every label lies where its class is visible to the model.
     ``points_per_region``: clicks per connected region; ``min_region_px``: smaller regions
     get no point, scribble or box (annotators skip specks); ``scribble_fraction``: the share
-    of each region's skeleton path kept; ``point_radius``: 0 for single pixels (SPML dilates
-    points by 6 px, scribbles by 3).
+    of each region's skeleton path kept; ``scribble_width``: brush width (1: a one-pixel line,
+    a few % of the pixels as in ScribbleSup); ``point_radius``: 0 for single pixels (SPML
+    dilates points by 6 px, scribbles by 3). Points and scribbles never leave their region;
+    dilated points (``point_radius > 0``) may, as SPML's do.
     """
 
     points_per_region: int = 1
     min_region_px: int = 4
     point_radius: float = 0.0
-    scribble_width: float = 3.0
+    scribble_width: float = 1.0
     scribble_fraction: float = 1.0
     scribble_step: int = 4
     seed: int = 0
@@ -358,7 +362,13 @@ def _interior_points(region, cls, top, left, config, rng) -> list[Point]:
 
 
 def _skeleton_scribble(region, cls, top, left, config) -> list[Scribble]:
-    """One scribble along the longest path of the region's skeleton (regions of 1-pixel skeleton get none)."""
+    """One scribble along the longest path of the region's skeleton (regions of 1-pixel skeleton get none).
+
+    Every pixel the scribble draws lies inside its region: straight chords between vertices and the
+    brush width can cut corners of thin or curved regions, so such a scribble is first shortened to
+    the part of the path deep enough for the brush and, failing that, drawn 1 pixel wide along the
+    skeleton itself (which is inside by construction).
+    """
     skel = skeletonize(region)
     rows, cols = np.nonzero(skel)
     if len(rows) < 2:
@@ -367,12 +377,40 @@ def _skeleton_scribble(region, cls, top, left, config) -> list[Scribble]:
     keep = max(2, int(round(len(path) * config.scribble_fraction)))
     start = (len(path) - keep) // 2
     path = path[start : start + keep]
-    vertices = path[:: config.scribble_step]
-    if vertices[-1] != path[-1]:
-        vertices.append(path[-1])
-    if len(vertices) < 2:
-        return []
-    return [Scribble(tuple((float(r + top), float(c + left)) for r, c in vertices), cls, config.scribble_width)]
+    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    rad = config.scribble_width / 2
+    deep = [depth[r, c] > rad + 1 for r, c in path]  # one pixel of margin for the chords
+    run = _longest_run(deep)
+    candidates = [(path, config.scribble_width, config.scribble_step)]
+    if run is not None and run[1] - run[0] >= 2:
+        candidates.append((path[run[0] : run[1]], config.scribble_width, config.scribble_step))
+    candidates.append((path, 1.0, 1))
+    for cand_path, width, step in candidates:
+        vertices = cand_path[::step]
+        if vertices[-1] != cand_path[-1]:
+            vertices.append(cand_path[-1])
+        if len(vertices) < 2:
+            continue
+        pad = int(np.ceil(width / 2)) + 1  # the brush may reach past the region's bounding box
+        canvas = np.full((region.shape[0] + 2 * pad, region.shape[1] + 2 * pad), UNLABELED, dtype=np.uint8)
+        _draw_scribble(canvas, Scribble(tuple((r + pad, c + pad) for r, c in vertices), cls, width))
+        drawn = canvas != UNLABELED
+        if drawn.any() and np.pad(region, pad)[drawn].all():
+            return [Scribble(tuple((float(r + top), float(c + left)) for r, c in vertices), cls, width)]
+    return []
+
+
+def _longest_run(flags: list[bool]) -> tuple[int, int] | None:
+    """``(start, stop)`` of the longest stretch of True values, or None."""
+    best, start = None, None
+    for i, f in enumerate([*flags, False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            if best is None or i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    return best
 
 
 def _longest_path(rows: np.ndarray, cols: np.ndarray) -> list[tuple[int, int]]:
@@ -395,6 +433,23 @@ def _longest_path(rows: np.ndarray, cols: np.ndarray) -> list[tuple[int, int]]:
         path.append((int(rows[node]), int(cols[node])))
         node = pred[node]
     return path
+
+
+def vanished_pixels(weak: WeakLabels, full_mask: np.ndarray, mask: np.ndarray, num_classes: int) -> int:
+    """Point and scribble pixels of ``weak`` (at the size of ``mask``, the resized ``full_mask``) that
+    fall on another class of ``mask`` although their class is in ``full_mask`` under that pixel: the
+    annotated region vanished in the resize. Void pixels of ``mask`` are not counted."""
+    label = rasterize(weak.only(["points", "scribbles"]))
+    wrong = (label < num_classes) & (mask < num_classes) & (label != mask)
+    if not wrong.any():
+        return 0
+    (h, w), (big_h, big_w) = mask.shape, full_mask.shape
+    count = 0
+    for r, c in zip(*np.nonzero(wrong)):
+        r0, r1 = (r * big_h) // h, max(-(-(r + 1) * big_h // h), (r * big_h) // h + 1)
+        c0, c1 = (c * big_w) // w, max(-(-(c + 1) * big_w // w), (c * big_w) // w + 1)
+        count += bool((full_mask[r0:r1, c0:c1] == label[r, c]).any())
+    return count
 
 
 # ----------------------------------------------------------------------------- JSON I/O

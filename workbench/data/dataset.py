@@ -12,7 +12,8 @@ Each item is a dict:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,7 +30,10 @@ from workbench.weak_labels import (
     WeakLabelSet,
     rasterize,
     simulate,
+    vanished_pixels,
 )
+
+log = logging.getLogger("workbench")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,6 +66,8 @@ class _Base:
     weak: WeakLabels | None  # at the working size
     label: np.ndarray  # (h, w) uint8 un-augmented training target
     tags: np.ndarray  # (C,) float32
+    label_px: int = 0  # point and scribble pixels
+    vanished_px: int = 0  # of those, imported ones whose region vanished at the working size
 
 
 class SegmentationDataset(Dataset):
@@ -126,39 +132,67 @@ class SegmentationDataset(Dataset):
         """The weak labels of an item at the working size (None for dense supervision)."""
         return self._base(index).weak
 
+    def label_check(self) -> dict[str, int]:
+        """How many imported point and scribble pixels vanish at the working size (see ``_base``).
+
+        A labelled pixel vanishes when the resized mask has another class there although its own
+        class is in the original mask under that pixel: the region was annotated but is too small
+        to survive the resize. Such labels are kept as given (never changed silently); the run
+        reports this count and warns. Simulated labels never vanish: they are made at the working size.
+        """
+        out = {"imported": self.weak_labels is not None, "label_px": 0, "vanished_px": 0, "images_with_vanished": 0}
+        for i in range(len(self)):
+            base = self._base(i)
+            out["label_px"] += base.label_px
+            out["vanished_px"] += base.vanished_px
+            out["images_with_vanished"] += base.vanished_px > 0
+        return out
+
     def _base(self, index: int) -> _Base:
         if index in self._cache:
             return self._cache[index]
         name = self.names[index]
         image = read_image(self.info.image_path(self.split, name))
-        mask = read_mask(self.info.mask_path(self.split, name), self.info, shape=image.shape[:2])
+        full_mask = read_mask(self.info.mask_path(self.split, name), self.info, shape=image.shape[:2])
         h, w = self.size
-        weak = None
+        image, mask = resize_pair(image, full_mask, h, w)
+        weak, vanished = None, 0
         if self.kinds != ("dense",):
-            weak = self._weak_for(name, mask).resized(h, w)
-        image, mask = resize_pair(image, mask, h, w)
+            weak = self._weak_for(name, full_mask, mask)
+            if self.weak_labels is not None:
+                vanished = vanished_pixels(weak, full_mask, mask, self.info.num_classes)
         label = self._target(mask, weak)
         tags = np.zeros(self.info.num_classes, dtype=np.float32)
         present = np.unique(mask)
         tags[present[present < self.info.num_classes]] = 1.0
         if weak is not None:
             tags = weak.tag_vector(self.info.num_classes)
-        base = _Base(np.array(image), np.array(mask), weak, label, tags)  # writable copies for torch
+        label_px = int((rasterize(weak.only(["points", "scribbles"])) < self.info.num_classes).sum()) if weak else 0
+        base = _Base(np.array(image), np.array(mask), weak, label, tags, label_px, vanished)  # writable copies
         self._cache[index] = base
         return base
 
-    def _weak_for(self, name: str, mask: np.ndarray) -> WeakLabels:
+    def _weak_for(self, name: str, full_mask: np.ndarray, mask: np.ndarray) -> WeakLabels:
+        """The item's weak labels at the working size.
+
+        Simulated labels are made on the mask resized to the working size, so every point and
+        scribble lies where its class is visible to the model (tags still come from the full
+        mask: a class too small to see is still in the image). Imported labels are resized as given.
+        """
         if self.weak_labels is None:
-            return simulate(mask, [k for k in self.kinds], self.simulation, key=name, num_classes=self.info.num_classes)
+            kinds = [k for k in self.kinds]
+            weak = simulate(mask, kinds, self.simulation, key=name, num_classes=self.info.num_classes)
+            present = np.unique(full_mask)
+            return replace(weak, tags=frozenset(int(c) for c in present[present < self.info.num_classes]))
         weak = self.weak_labels.labels.get(name)
         if weak is None:  # an image nobody annotated yet: no label, no tag
-            return WeakLabels(mask.shape[0], mask.shape[1])
-        if (weak.height, weak.width) != mask.shape:
+            return WeakLabels(*mask.shape)
+        if (weak.height, weak.width) != full_mask.shape:
             raise DatasetError(
                 f"weak labels of {name!r} are for a {weak.height}x{weak.width} image, the image is "
-                f"{mask.shape[0]}x{mask.shape[1]}; re-simulate or re-export them for this dataset"
+                f"{full_mask.shape[0]}x{full_mask.shape[1]}; re-simulate or re-export them for this dataset"
             )
-        return weak.only([k for k in self.kinds if k != "tags"])
+        return weak.only([k for k in self.kinds if k != "tags"]).resized(*mask.shape)
 
     def _target(self, mask: np.ndarray, weak: WeakLabels | None, padding: np.ndarray | None = None) -> np.ndarray:
         """Dense: the mask itself. Weak: the rasterised labels, with crop padding (not GT void) ignored."""
@@ -191,3 +225,19 @@ class SegmentationDataset(Dataset):
         if self.include_gt:
             item["mask"] = torch.from_numpy(mask.astype(np.int64))
         return item
+
+
+def check_imported_labels(dataset: SegmentationDataset) -> dict[str, int] | None:
+    """:meth:`SegmentationDataset.label_check` for imported labels (None for simulated ones), with a
+    logged warning when some vanish at the working size."""
+    if dataset.weak_labels is None or dataset.kinds == ("dense",):
+        return None
+    check = dataset.label_check()
+    if check["vanished_px"]:
+        log.warning(
+            "%d of %d imported point/scribble pixels (in %d images) lie on regions that vanish at the working "
+            "size %dx%d: they now fall on another class. They are kept as given; train at a larger "
+            "--image_size or move them into regions visible at this size.",
+            check["vanished_px"], check["label_px"], check["images_with_vanished"], *dataset.size,
+        )  # fmt: skip
+    return check
