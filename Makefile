@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test,ui
+EXTRAS ?= test,ui,pretrained
 
 .PHONY: setup chromium demo test test-fast lint bench clean
 
