@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from workbench import checkpoint as ckpt
-from workbench import dist
+from workbench import dist, tensorboard
 from workbench.data.augment import Augment
 from workbench.data.dataset import SegmentationDataset, check_imported_labels, normalize_image, parse_supervision
 from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
@@ -278,10 +278,13 @@ def train(
             _forget_after(run_dir / "metrics.jsonl", start_epoch * steps_per_epoch)
         ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
     trained = _wrap(model, device, config)
+    board = tensorboard.open_board(run_dir, start_epoch * steps_per_epoch) if dist.is_main() else None
 
     def log(record: dict) -> None:
         if dist.is_main():
             ckpt.append_jsonl(run_dir / "metrics.jsonl", record)
+            if board is not None:
+                board.log(record)
             if on_log is not None:
                 on_log(record)
 
@@ -302,6 +305,8 @@ def train(
                 log({"event": "stopped", "epoch": epoch, "step": step})
                 if dist.is_main():
                     ckpt.save_checkpoint(run_dir, model)
+                    if board is not None:
+                        board.close()
                 return {"stopped": True, "epoch": epoch, "step": step}
             batch = _to_device(batch, device, config.channels_last)
             batch["progress"] = step / max(total_steps - 1, 1)
@@ -324,7 +329,7 @@ def train(
         record = {"epoch": epoch + 1, "step": step, "seconds": seconds, "images_per_s": n_seen / max(seconds, 1e-9)}
         record.update({f"train_{k}": float(v) / max(len(loader), 1) for k, v in running.items()})
         if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
-            record["val_miou"] = evaluate(method, model, val_ds, device, split, config.batch_size, config)["miou"]
+            record["val_miou"] = _evaluate_and_show(board, step, method, model, val_ds, device, split, config)["miou"]
         log(record)
         if dist.is_main():
             train_state = {
@@ -332,7 +337,7 @@ def train(
                 "epoch": epoch + 1, "rng": torch.get_rng_state(),
             }  # fmt: skip
             ckpt.save_checkpoint(run_dir, model, train_state)
-    summary = evaluate(method, model, val_ds, device, split, config.batch_size, config)
+    summary = _evaluate_and_show(board, step, method, model, val_ds, device, split, config)
     in_sync = dist.params_in_sync(model)
     if label_check is not None:
         summary["label_check"] = label_check
@@ -347,7 +352,17 @@ def train(
             "ranks_in_sync": in_sync,
         }
     )
+    if board is not None:
+        board.close()
     dist.barrier()
+    return summary
+
+
+def _evaluate_and_show(board, step: int, method, model, val_ds, device, split, config: TrainConfig) -> dict:
+    """:func:`evaluate`, and on rank 0 its numbers and a few prediction overlays into TensorBoard."""
+    summary = evaluate(method, model, val_ds, device, split, config.batch_size, config)
+    if board is not None:
+        board.evaluation(step, summary, tensorboard.prediction_overlays(method, model, val_ds, device))
     return summary
 
 
