@@ -198,11 +198,29 @@ def cmd_data(args, extra: list[str]) -> int:
 
 
 def cmd_annotations(args, extra: list[str]) -> int:
+    from workbench import interchange
     from workbench.annotations import AnnotationStore, export_png
     from workbench.data.folder import list_split, load_dataset_info
+    from workbench.io import save_index_png
     from workbench.weak_labels import WeakLabelSet, load_weak_labels, save_weak_labels
 
+    if args.action == "import" and args.format != "weakseg":
+        if not args.file or not args.data:
+            raise UsageError(f"--format {args.format} imports --file FILE with the dataset's classes from --data DIR")
+        info = load_dataset_info(args.data)
+        with AnnotationStore(args.store, info.classes) as store:
+            n, masks = interchange.import_into_store(store, args.file, args.format)
+        print(f"imported the labels of {n} images from {args.file} into {args.store}")
+        if masks and args.masks:
+            for name, mask in sorted(masks.items()):
+                save_index_png(Path(args.masks) / f"{name}.png", mask, info.colors)
+            print(f"wrote {len(masks)} masks to {args.masks}")
+        elif masks:
+            print(f"{len(masks)} images carry masks; pass --masks DIR to save them as PNG index masks")
+        return 0
     if args.action == "import":
+        if not args.json:
+            raise UsageError("give --json FILE (weak-label JSON) or --format labelstudio|cvat|coco --file FILE")
         weak_set = load_weak_labels(args.json)
         if not weak_set.classes:
             raise UsageError(f"{args.json}: no 'classes' list; export it with `simulate` or `annotations export`")
@@ -213,6 +231,11 @@ def cmd_annotations(args, extra: list[str]) -> int:
     if not Path(args.store).is_file():
         raise UsageError(f"{args.store}: no annotation store there; annotate in the dashboard or `annotations import`")
     info = load_dataset_info(args.data)
+    if args.format != "png":
+        with AnnotationStore(args.store, info.classes) as store:
+            n = interchange.export_store(store, info, args.split, args.out, args.format)
+        print(f"wrote the labels of {n} images of split {args.split!r} to {args.out} ({args.format})")
+        return 0
     with AnnotationStore(args.store, info.classes) as store:
         written = export_png(store, info, args.split, args.out)
         if args.json:
@@ -314,11 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--store", required=True, help="the .sqlite annotation store")
     exp.add_argument("--data", required=True, help="dataset folder the annotations were made on")
     exp.add_argument("--split", default="train")
-    exp.add_argument("--out", required=True, help="folder for NAME.png masks")
+    exp.add_argument("--out", required=True, help="folder for NAME.png masks, or the file for --format")
+    exp.add_argument(
+        "--format", default="png", choices=["png", "labelstudio", "cvat", "coco"],
+        help="png: index masks (default); labelstudio JSON, cvat (CVAT for images 1.1 XML), coco JSON",
+    )  # fmt: skip
     exp.add_argument("--json", help="also write the labels as weak-label JSON (for train --weak_labels=FILE)")
-    imp = asub.add_parser("import", help="add a weak-label JSON file (e.g. from `simulate`) to a store")
+    imp = asub.add_parser("import", help="add a weak-label JSON file (e.g. from `simulate`) or a tool's export to a store")
     imp.add_argument("--store", required=True, help="the .sqlite annotation store (created if missing)")
-    imp.add_argument("--json", required=True)
+    imp.add_argument("--json", help="weak-label JSON file (--format weakseg)")
+    imp.add_argument("--format", default="weakseg", choices=["weakseg", "labelstudio", "cvat", "coco"])
+    imp.add_argument("--file", help="Label Studio JSON, CVAT 1.1 XML or COCO JSON export (with --format)")
+    imp.add_argument("--data", help="dataset folder whose classes the file's label names map to (with --format)")
+    imp.add_argument("--masks", help="folder for the masks the file carries (NAME.png index masks)")
     ann.set_defaults(func=cmd_annotations)
     return parser
 
