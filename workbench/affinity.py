@@ -14,17 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from workbench.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from workbench.data.dataset import denormalize as denormalize  # re-exported: the methods import it from here
 from workbench.weak_labels import IGNORE, UNLABELED
 
 DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
-
-
-def denormalize(images: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` ImageNet-normalised -> RGB in ``[0, 1]``, same shape and device."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images * std + mean).clamp(0.0, 1.0)
 
 
 def neighbour_offsets(dilations: tuple[int, ...]) -> list[tuple[int, int]]:

@@ -107,7 +107,7 @@ def prediction_overlays(
 
     ``dataset`` is an evaluation :class:`~workbench.data.dataset.SegmentationDataset` (``include_gt``).
     """
-    from workbench.affinity import denormalize
+    from workbench.data.dataset import denormalize
 
     items = [dataset[i] for i in range(min(count, len(dataset)))]
     if not items:

@@ -59,6 +59,13 @@ def normalize_image(image: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`normalize_image`: ``(..., 3, H, W)`` -> RGB in ``[0, 1]``, same shape and device."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(3, 1, 1)
+    return (images * std + mean).clamp(0.0, 1.0)
+
+
 @dataclass
 class _Base:
     image: np.ndarray  # (h, w, 3) uint8 at the working size

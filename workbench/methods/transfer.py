@@ -49,7 +49,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.parametrizations import spectral_norm
 
-from workbench.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from workbench.data.dataset import denormalize
 from workbench.losses import check_loss_weights, sparse_cross_entropy
 from workbench.methods.cam import cam_pseudo_mask, normalize_cams
 from workbench.models import Backbone, build_smp
@@ -152,9 +152,7 @@ def unwrap(model: nn.Module) -> TransferNet:
 
 def to_rgb(image: torch.Tensor) -> np.ndarray:
     """Normalised ``(3, H, W)`` tensor -> ``(H, W, 3)`` float64 RGB in [0, 1] (for SLIC)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
-    return (image.float() * std + mean).clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float64)
+    return denormalize(image.float()).permute(1, 2, 0).cpu().numpy().astype(np.float64)
 
 
 def superpixel_graph(rgb: np.ndarray, segments: np.ndarray, sigma: float) -> np.ndarray:
