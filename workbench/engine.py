@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from workbench import checkpoint as ckpt
 from workbench import dist, tensorboard
 from workbench.data.augment import Augment
-from workbench.data.dataset import SegmentationDataset, check_imported_labels, normalize_image, parse_supervision
+from workbench.data.dataset import SegmentationDataset, check_imported_labels, image_tensor, parse_supervision
 from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
 from workbench.data.synthetic import ensure_synthetic
 from workbench.io import atomic_write_text, save_index_png
@@ -505,15 +505,19 @@ def load_run(path: str | Path, device: str = "auto") -> tuple[ModuleType, nn.Mod
 
 
 @torch.no_grad()
+def predict_scores(predict: Callable, model: nn.Module, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """``(C, H, W)`` float class scores of an ``(H, W, 3)`` uint8 image at the image's own size.
+
+    The image is resized to the working ``size`` the model was trained at, ``predict(model, images)``
+    (a method's ``predict``) scores it, and the scores are resized back bilinearly.
+    """
+    scores = predict(model, image_tensor(image, size).to(next(model.parameters()).device)).float()
+    return F.interpolate(scores, size=image.shape[:2], mode="bilinear", align_corners=False)[0]
+
+
 def predict_image(method: ModuleType, model: nn.Module, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` uint8 prediction for an ``(H, W, 3)`` uint8 image, at the image's own size."""
-    from workbench.data.augment import resize_pair
-
-    device = next(model.parameters()).device
-    small, _ = resize_pair(image, np.zeros(image.shape[:2], np.uint8), *size)
-    scores = method.predict(model, normalize_image(small)[None].to(device)).float()
-    scores = F.interpolate(scores, size=image.shape[:2], mode="bilinear", align_corners=False)
-    return scores[0].argmax(0).byte().cpu().numpy()
+    return predict_scores(method.predict, model, image, size).argmax(0).byte().cpu().numpy()
 
 
 def predict_files(run: str | Path, images: list[Path], out_dir: Path, device: str = "auto") -> list[Path]:

@@ -40,7 +40,7 @@ from workbench import engine
 from workbench.annotations import STORE_FILE, AnnotationStore, export_png
 from workbench.checkpoint import read_jsonl, resolve_run
 from workbench.data.augment import resize_pair
-from workbench.data.dataset import SegmentationDataset, normalize_image
+from workbench.data.dataset import SegmentationDataset, image_tensor
 from workbench.data.folder import DatasetInfo, list_split, load_dataset_info, read_image, read_mask
 from workbench.data.synthetic import ensure_synthetic
 from workbench.models import Backbone
@@ -562,8 +562,7 @@ class DashboardSession(param.Parameterized):
 
     def _tensor(self, index: int | None = None) -> torch.Tensor:
         """``(1, 3, h, w)`` normalised image at the working size, on the model's device."""
-        small, _ = resize_pair(self.image(index), np.zeros(self.size(index), np.uint8), *self.work_size)
-        return normalize_image(small)[None].to(next(self.model.parameters()).device)
+        return image_tensor(self.image(index), self.work_size).to(next(self.model.parameters()).device)
 
     def _cached(self, key: tuple, compute: Callable):
         """``compute()`` once per model version; the lock guards the dict, not the (thread-safe) inference."""
@@ -586,12 +585,8 @@ class DashboardSession(param.Parameterized):
     @torch.no_grad()
     def probabilities_of(self, image: np.ndarray) -> np.ndarray:
         """``(C, H, W)`` class probabilities for any ``(H, W, 3)`` uint8 image (e.g. an upload), not cached."""
-        small, _ = resize_pair(image, np.zeros(image.shape[:2], np.uint8), *self.work_size)
         self.model.eval()
-        device = next(self.model.parameters()).device
-        scores = self.method.predict(self.model, normalize_image(small)[None].to(device)).float()
-        scores = F.interpolate(scores, size=image.shape[:2], mode="bilinear", align_corners=False)
-        return scores[0].softmax(0).cpu().numpy()
+        return engine.predict_scores(self.method.predict, self.model, image, self.work_size).softmax(0).cpu().numpy()
 
     def prediction(self, index: int | None = None) -> np.ndarray:
         """``(H, W)`` uint8 arg-max prediction."""

@@ -59,6 +59,14 @@ def normalize_image(image: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
+def image_tensor(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """``(1, 3, h, w)`` model input of an ``(H, W, 3)`` uint8 image resized to the working ``size = (h, w)``."""
+    from workbench.data.augment import resize_pair
+
+    small, _ = resize_pair(image, np.zeros(image.shape[:2], np.uint8), *size)
+    return normalize_image(small)[None]
+
+
 def denormalize(images: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`normalize_image`: ``(..., 3, H, W)`` -> RGB in ``[0, 1]``, same shape and device."""
     mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(3, 1, 1)

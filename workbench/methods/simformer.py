@@ -710,9 +710,8 @@ def write_pseudo_label_dataset(
     """
     import json
 
-    from workbench.data.augment import resize_pair
-    from workbench.data.dataset import normalize_image
     from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
+    from workbench.engine import predict_scores
     from workbench.io import save_index_png
     from workbench.splits import ClassSplit
 
@@ -725,7 +724,6 @@ def write_pseudo_label_dataset(
                          (out / info.mask_dir / "val", info.root / info.mask_dir / "val")):  # fmt: skip
         if not link.exists():
             link.symlink_to(target.resolve(), target_is_directory=True)
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     for name in list_split(info, "train"):
@@ -733,9 +731,7 @@ def write_pseudo_label_dataset(
         mask = read_mask(info.mask_path("train", name), info, shape=image.shape[:2])
         tags = torch.zeros(info.num_classes)
         tags[[c for c in np.unique(mask).tolist() if c < info.num_classes]] = 1.0
-        small, _ = resize_pair(image, np.zeros(image.shape[:2], np.uint8), *size)
-        scores = predict(model, normalize_image(small)[None].to(device))
-        scores = F.interpolate(scores, size=image.shape[:2], mode="bilinear", align_corners=False)[0].cpu()
+        scores = predict_scores(predict, model, image, size).cpu()
         given = torch.from_numpy(split.hide_novel(mask).astype(np.int64))
         save_index_png(out / info.mask_dir / "train" / f"{name}{info.mask_ext}",
                        pseudo_label(scores, given, tags, split.novel).numpy(), info.colors)  # fmt: skip
