@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+from workbench.configs import field_type
 from workbench.methods import METHODS
 
 EXIT_USAGE = 2
@@ -26,10 +27,9 @@ class UsageError(ValueError):
 
 def coerce(value: str, type_name: str, key: str):
     """Turn a command-line string into the type a dataclass field declares (as a string annotation)."""
-    optional = "None" in type_name
+    base, optional = field_type(type_name)
     if optional and value.lower() in ("none", "null", ""):
         return None
-    base = type_name.replace("| None", "").replace("None |", "").strip()
     try:
         if base == "bool":
             if value.lower() in ("1", "true", "yes", "on"):

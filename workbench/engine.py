@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from workbench import checkpoint as ckpt
 from workbench import dist, tensorboard
+from workbench.configs import field_type
 from workbench.data.augment import Augment
 from workbench.data.dataset import SegmentationDataset, check_imported_labels, image_tensor, parse_supervision
 from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
@@ -51,7 +52,7 @@ def check_numbers(config) -> None:
     """
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        kind = (f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")).replace(" | None", "")
+        kind, _ = field_type(f.type)
         if value is None or kind not in ("int", "float"):
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
