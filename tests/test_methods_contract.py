@@ -199,3 +199,37 @@ def test_a_negative_loss_weight_is_refused_by_name_and_zero_switches_the_term_of
     with pytest.raises(ValueError, match=f"{weight} must be >= 0"):
         METHODS[name].Config(**{weight: -0.5})
     assert getattr(METHODS[name].Config(**{weight: 0.0}), weight) == 0.0
+
+
+def test_every_method_satisfies_the_written_contract(method):
+    from workbench.methods import Method
+
+    assert isinstance(method, Method)
+    assert dataclasses.is_dataclass(method.Config) and isinstance(method.SUPERVISION, tuple)
+
+
+def test_optional_hooks_are_found_through_one_function():
+    from workbench.methods import OPTIONAL_HOOKS, optional_hook, simformer, supervised
+
+    assert all(optional_hook(simformer, name) is getattr(simformer, name) for name in OPTIONAL_HOOKS)
+    assert all(optional_hook(supervised, name) is None for name in OPTIONAL_HOOKS)
+    with pytest.raises(ValueError, match="unknown optional hook 'proposal'"):
+        optional_hook(simformer, "proposal")
+
+
+def test_no_caller_discovers_hooks_with_hasattr_or_special_cases_a_method():
+    """The contract lives in workbench/methods/__init__.py: callers use optional_hook, never hasattr/identity."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    names = "|".join(METHODS)
+    pattern = re.compile(rf"hasattr\((self\.)?method\b|\bmethod is (not )?({names})\b")
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for folder in ("workbench", "apps")
+        for path in sorted((root / folder).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not offenders, offenders

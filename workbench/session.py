@@ -43,6 +43,7 @@ from workbench.data.augment import resize_pair
 from workbench.data.dataset import SegmentationDataset, image_tensor
 from workbench.data.folder import DatasetInfo, list_split, load_dataset_info, read_image, read_mask
 from workbench.data.synthetic import ensure_synthetic
+from workbench.methods import optional_hook
 from workbench.models import Backbone
 from workbench.splits import ClassSplit
 from workbench.weak_labels import (
@@ -248,8 +249,9 @@ def pixel_features(method: ModuleType, model: nn.Module, images: torch.Tensor) -
     (the input of its ``segmentation_head``). No hooks: views may run this beside another thread
     that predicts with the same model.
     """
-    if hasattr(method, "pixel_features"):
-        return method.pixel_features(model, images).float()
+    hook = optional_hook(method, "pixel_features")
+    if hook is not None:
+        return hook(model, images).float()
     out = model(images)
     if isinstance(out, dict) and "embed" in out:
         feats = out["embed"]
@@ -621,21 +623,23 @@ class DashboardSession(param.Parameterized):
         (h, w), (H, W) = self.work_size, self.size(i)
         r = int(np.clip(round((row + 0.5) * h / H - 0.5), 0, h - 1))
         c = int(np.clip(round((col + 0.5) * w / W - 0.5), 0, w - 1))
-        if hasattr(self.method, "simnet_affinity"):
+        simnet = optional_hook(self.method, "simnet_affinity")
+        if simnet is not None:
             with torch.no_grad():
-                values, source = self.method.simnet_affinity(self.model, feats, r, c), "SimNet"
+                values, source = simnet(self.model, feats, r, c), "SimNet"
         else:
             values, source = (cosine_affinity(feats, r, c) + 1) / 2, "cosine of pixel features"
         return _resize_map(values.float(), (H, W)), source
 
     def proposals(self, index: int | None = None) -> list[dict] | None:
         """SimFormer-style proposals ``{mask (H, W), cls, score}`` best first, or None when the method has none."""
-        if not hasattr(self.method, "proposals"):
+        hook = optional_hook(self.method, "proposals")
+        if hook is None:
             return None
         i = self._i(index)
 
         def compute():
-            props = self.method.proposals(self.model, self._tensor(i)[0])
+            props = hook(self.model, self._tensor(i)[0])
             return [{**p, "mask": _resize_map(torch.as_tensor(p["mask"]), self.size(i))} for p in props]
 
         return self._cached(("proposals", i), compute)
@@ -672,7 +676,8 @@ class DashboardSession(param.Parameterized):
         feats = self.features(i)
         if feats is None:
             return "not available for this model (it exposes no pixel features)"
-        config = self.method_config if self.method is single_stage else single_stage.Config()
+        # the run's own knobs when it is a single-stage run, the defaults for any other method
+        config = self.method_config if isinstance(self.method_config, single_stage.Config) else single_stage.Config()
         embed = F.normalize(feats[None].float(), dim=1).to(self._tensor(i).device)
         label_t = torch.from_numpy(label.astype(np.int64))[None].to(embed.device)
         pseudo = single_stage.pseudo_mask(embed, self._tensor(i), label_t, len(self.classes), config)[0]
