@@ -58,7 +58,8 @@ def propagate(features: torch.Tensor, weights: torch.Tensor, dilations: tuple[in
     if weights.shape[1] != len(offsets):
         raise ValueError(f"weights have {weights.shape[1]} offsets, dilations {dilations} give {len(offsets)}")
     for _ in range(steps):
-        features = sum(weights[:, k : k + 1] * other for k, other in enumerate(shifted(features, offsets)))
+        parts = [weights[:, k : k + 1] * other for k, other in enumerate(shifted(features, offsets))]
+        features = torch.stack(parts).sum(0)
     return features
 
 

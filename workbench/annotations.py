@@ -195,8 +195,8 @@ def _check_item(item, size: tuple[int, int], num_classes: int, image: str) -> It
             _number(item.width, f"{where}: scribble width"),
         )
     elif isinstance(item, Box):
-        coords = [_number(v, f"{where}: box corner") for v in (item.row0, item.col0, item.row1, item.col1)]
-        item = Box(*coords, _class_index(item.cls, num_classes, f"{where}: box"))
+        row0, col0, row1, col1 = (_number(v, f"{where}: box corner") for v in (item.row0, item.col0, item.row1, item.col1))
+        item = Box(row0, col0, row1, col1, _class_index(item.cls, num_classes, f"{where}: box"))
         if item.row0 < 0 or item.col0 < 0 or item.row1 > size[0] or item.col1 > size[1]:
             raise AnnotationError(
                 f"{where}: box ({item.row0},{item.col0})-({item.row1},{item.col1}) reaches off the "
@@ -302,6 +302,7 @@ class AnnotationStore:
             self._ensure_image(db, image, size)
             item_id = db.execute("INSERT INTO items (image, data) VALUES (?, ?)", (image, _encode(item))).lastrowid
             self._record(db, image, "add", [[item_id, None, _encode(item)]])
+        assert item_id is not None  # an INSERT always sets lastrowid
         return item_id
 
     def replace(self, image: str, item_id: int, item: Item) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 import numpy as np
 import torch
@@ -208,6 +209,7 @@ def make_loader(dataset, batch_size: int, shuffle: bool, config: TrainConfig, de
     if shuffle and batch_size % world:
         raise ConfigError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
     per_rank = batch_size // world if shuffle else batch_size
+    sampler: DistributedSampler | list[int]
     if shuffle:
         sampler = DistributedSampler(
             dataset, num_replicas=world, rank=dist.rank(), shuffle=True, seed=config.seed, drop_last=world > 1
@@ -297,7 +299,8 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         trained.train()
         loader.sampler.set_epoch(epoch)
-        t0, running, n_seen = time.perf_counter(), {}, 0
+        running: dict[str, torch.Tensor] = {}
+        t0, n_seen = time.perf_counter(), 0
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if dist.is_main() else True
         )
@@ -420,7 +423,7 @@ def _wrap(model: nn.Module, device: torch.device, config: TrainConfig) -> nn.Mod
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
     if config.compile:
-        wrapped = torch.compile(wrapped)
+        wrapped = cast(nn.Module, torch.compile(wrapped))  # an OptimizedModule
     return wrapped
 
 

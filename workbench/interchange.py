@@ -140,7 +140,7 @@ def _check_format(fmt: str) -> None:
 
 def _size_of(weak_set: WeakLabelSet, name: str, mask: np.ndarray) -> tuple[int, int]:
     weak = weak_set.labels.get(name)
-    return (weak.height, weak.width) if weak is not None else tuple(np.shape(mask))  # type: ignore[return-value]
+    return (weak.height, weak.width) if weak is not None else (int(np.shape(mask)[0]), int(np.shape(mask)[1]))
 
 
 def _check_mask(mask, num_classes: int, where: str, size: tuple[int, int]) -> None:
@@ -430,9 +430,9 @@ def _cvat_export(weak_set: WeakLabelSet, masks: dict[str, np.ndarray], files: di
     task = ET.SubElement(ET.SubElement(root, "meta"), "task")
     ET.SubElement(task, "size").text = str(len(files))
     labels = ET.SubElement(task, "labels")
-    for c in classes:
+    for class_name in classes:
         label = ET.SubElement(labels, "label")
-        ET.SubElement(label, "name").text = c
+        ET.SubElement(label, "name").text = class_name
         ET.SubElement(label, "type").text = "any"
         attributes = ET.SubElement(label, "attributes")
         for attr, default, values in (("width", "3", "1;64;1"), ("radius", "0", "0;64;1")):  # polyline / points
@@ -450,17 +450,17 @@ def _cvat_export(weak_set: WeakLabelSet, masks: dict[str, np.ndarray], files: di
             ET.SubElement(image, "tag", label=classes[c], source="manual")
         for p in weak.points:
             element = ET.SubElement(
-                image, "points", label=classes[p.cls], points=f"{_fmt(p.col + 0.5)},{_fmt(p.row + 0.5)}", **common
+                image, "points", label=classes[p.cls], points=f"{_fmt(p.col + 0.5)},{_fmt(p.row + 0.5)}", attrib=common
             )
             if p.radius:
                 ET.SubElement(element, "attribute", name="radius").text = _fmt(p.radius)
         for s in weak.scribbles:
             points = ";".join(f"{_fmt(c + 0.5)},{_fmt(r + 0.5)}" for r, c in s.path)
-            element = ET.SubElement(image, "polyline", label=classes[s.cls], points=points, **common)
+            element = ET.SubElement(image, "polyline", label=classes[s.cls], points=points, attrib=common)
             ET.SubElement(element, "attribute", name="width").text = _fmt(s.width)
         for b in weak.boxes:
             ET.SubElement(image, "box", label=classes[b.cls], xtl=_fmt(b.col0), ytl=_fmt(b.row0), xbr=_fmt(b.col1),
-                          ybr=_fmt(b.row1), **common)  # fmt: skip
+                          ybr=_fmt(b.row1), attrib=common)  # fmt: skip
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

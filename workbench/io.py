@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,9 +20,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(name)
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -37,7 +37,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def palette_bytes(colors: list[list[int]] | np.ndarray) -> list[int]:
+def palette_bytes(colors: Sequence[Sequence[int]] | np.ndarray) -> list[int]:
     """A 768-entry PIL palette: the class colors, then white for ignore (255) and black elsewhere."""
     pal = np.zeros((256, 3), dtype=np.uint8)
     colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
@@ -46,7 +46,7 @@ def palette_bytes(colors: list[list[int]] | np.ndarray) -> list[int]:
     return pal.ravel().tolist()
 
 
-def save_index_png(path: str | Path, mask: np.ndarray, colors: list[list[int]] | np.ndarray) -> None:
+def save_index_png(path: str | Path, mask: np.ndarray, colors: Sequence[Sequence[int]] | np.ndarray) -> None:
     """Save an ``(H, W)`` index mask as a palette PNG (values are class indices; colors for viewing)."""
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.min(initial=0) < 0 or mask.max(initial=0) > 255:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ def summarize(cm: np.ndarray | torch.Tensor, classes: Sequence[str], novel: Sequ
     gt_total = cm.sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         acc = np.where(gt_total > 0, np.diag(cm) / gt_total, np.nan)
-    out = {
+    out: dict[str, Any] = {
         "miou": _nanmean(iou),
         "pixel_acc": float(np.diag(cm).sum() / max(cm.sum(), 1)),
         "mean_acc": _nanmean(acc),

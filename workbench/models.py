@@ -15,6 +15,7 @@ from pathlib import Path
 
 import segmentation_models_pytorch as smp
 import torch
+from segmentation_models_pytorch.base import SegmentationModel
 from torch import nn
 
 ARCHITECTURES = tuple(sorted(smp.MODEL_ARCHITECTURES_MAPPING))  # lower-case names, e.g. "unet", "fpn"
@@ -40,7 +41,7 @@ PRETRAINED_HINT = (
 )
 
 
-def build_smp(backbone: Backbone, num_classes: int, **kwargs) -> nn.Module:
+def build_smp(backbone: Backbone, num_classes: int, **kwargs) -> SegmentationModel:
     """An smp model with ``num_classes`` output channels (extra ``kwargs`` go to the smp class)."""
     if backbone.arch.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
         raise ModelError(f"unknown architecture {backbone.arch!r}; choose from {ARCHITECTURES}")
@@ -65,7 +66,7 @@ def build_smp(backbone: Backbone, num_classes: int, **kwargs) -> nn.Module:
             f"cannot get {weights!r} weights for encoder {backbone.encoder!r} ({type(err).__name__}: {err}); "
             f"smp downloads them, which needs internet access: {hint}, or use encoder_weights=None"
         ) from None
-    if local:
+    if local and weights is not None:
         load_encoder_weights(model.encoder, weights)
     return model
 
@@ -100,7 +101,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     except Exception as err:  # noqa: BLE001 - any reader failure means the same thing to the user
         raise ModelError(f"{path}: cannot read encoder weights ({type(err).__name__}: {err})") from None
     if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+        state = state["state_dict"]  # type: ignore[assignment]  # a training checkpoint: checked next
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: not a state dict of tensors; pass an encoder's or a model's state_dict file")
     own = encoder.state_dict()

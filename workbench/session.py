@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import param
@@ -256,7 +257,7 @@ def pixel_features(method: ModuleType, model: nn.Module, images: torch.Tensor) -
     if isinstance(out, dict) and "embed" in out:
         feats = out["embed"]
     else:
-        smp_model = next(
+        smp_model: Any = next(
             (m for m in model.modules() if all(hasattr(m, a) for a in ("encoder", "decoder", "segmentation_head"))),
             None,
         )
@@ -316,7 +317,8 @@ class DashboardSession(param.Parameterized):
         self.class_split = ClassSplit(info.classes, tuple(novel)) if novel else None
         self.run_dir, self.out_dir = run_dir, Path(out_dir)
         self.quick_config, self.full_config = quick, full
-        self.work_size = tuple(work_size) if work_size else read_image(info.image_path(split, self.names[0])).shape[:2]
+        h, w = work_size if work_size else read_image(info.image_path(split, self.names[0])).shape[:2]
+        self.work_size: tuple[int, int] = (int(h), int(w))
         self.trainer = Trainer()
         self.retrain_runs: list[Path] = []
         self._images: OrderedDict = OrderedDict()
@@ -473,6 +475,8 @@ class DashboardSession(param.Parameterized):
         h, w = self.size()
         row, col = _clamp_pixel(row, col, h, w)
         old = self.store.items(self.image_name)[item_id]
+        if not isinstance(old, Point):
+            raise WeakLabelError(f"item {item_id} of {self.image_name!r} is a {type(old).__name__}, not a point")
         self.store.replace(self.image_name, item_id, dataclasses.replace(old, row=row, col=col))
         self._edited(f"point {item_id} moved")
 
@@ -681,8 +685,8 @@ class DashboardSession(param.Parameterized):
         embed = F.normalize(feats[None].float(), dim=1).to(self._tensor(i).device)
         label_t = torch.from_numpy(label.astype(np.int64))[None].to(embed.device)
         pseudo = single_stage.pseudo_mask(embed, self._tensor(i), label_t, len(self.classes), config)[0]
-        pseudo = pseudo.clamp(max=255).byte().cpu().numpy()
-        return np.asarray(resize_pair(np.zeros((*pseudo.shape, 3), np.uint8), pseudo, *self.size(i))[1])
+        small = pseudo.clamp(max=255).byte().cpu().numpy()
+        return np.asarray(resize_pair(np.zeros((*small.shape, 3), np.uint8), small, *self.size(i))[1])
 
     # ------------------------------------------------------------------ evaluation and runs
 

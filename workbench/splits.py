@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +53,7 @@ class ClassSplit:
         return cls(tuple(classes), tuple(sorted(classes.index(n) for n in novel_names)), name)
 
     @classmethod
-    def from_protocol(cls, classes: Sequence[str], protocols: dict[str, Sequence[str]], name: str) -> ClassSplit:
+    def from_protocol(cls, classes: Sequence[str], protocols: Mapping[str, Sequence[str]], name: str) -> ClassSplit:
         if name not in protocols:
             raise SplitError(
                 f"unknown weak-shot protocol {name!r}; dataset.json defines {sorted(protocols) or 'none'} "

@@ -32,8 +32,8 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, height: int, width: int) ->
     """Resize an ``(H, W, 3)`` uint8 image (bilinear) and its ``(H, W)`` mask (nearest)."""
     if image.shape[:2] == (height, width):
         return image, mask
-    img = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
-    msk = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+    img = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    msk = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
     return img, msk
 
 

@@ -135,7 +135,7 @@ class SegmentationDataset(Dataset):
         """Mean labelled pixels (at the working size) and clicks (points, scribbles, boxes) per image."""
         c = self.info.num_classes
         labelled = [float((self._base(i).label < c).sum()) for i in range(len(self))]
-        clicks = [self._base(i).weak.num_clicks() if self._base(i).weak else 0 for i in range(len(self))]
+        clicks = [w.num_clicks() if (w := self._base(i).weak) else 0 for i in range(len(self))]
         pixels = self.size[0] * self.size[1]
         return {
             "labelled_px_per_image": float(np.mean(labelled)),
@@ -199,9 +199,10 @@ class SegmentationDataset(Dataset):
             weak = simulate(mask, kinds, self.simulation, key=name, num_classes=self.info.num_classes)
             present = np.unique(full_mask)
             return replace(weak, tags=frozenset(int(c) for c in present[present < self.info.num_classes]))
-        weak = self.weak_labels.labels.get(name)
-        if weak is None:  # an image nobody annotated yet: no label, no tag
+        given = self.weak_labels.labels.get(name)
+        if given is None:  # an image nobody annotated yet: no label, no tag
             return WeakLabels(*mask.shape)
+        weak = given
         if (weak.height, weak.width) != full_mask.shape:
             raise DatasetError(
                 f"weak labels of {name!r} are for a {weak.height}x{weak.width} image, the image is "

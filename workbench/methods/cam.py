@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -193,7 +194,7 @@ def _attribution_copy(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model).eval()
     for module in model.modules():
         if hasattr(module, "inplace"):
-            module.inplace = False
+            cast(Any, module).inplace = False  # nn.ReLU & co.
     return model
 
 
@@ -245,7 +246,7 @@ def gradcam(model: nn.Module, images: torch.Tensor, cls: int | torch.Tensor, lay
     model = _attribution_copy(model)
     score_fn, module = _score_fn_and_layer(model, images, layer)
     target = _targets(cls, images.shape[0]).to(images.device)
-    acts = {}
+    acts: dict[str, torch.Tensor] = {}
     handle = module.register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
     try:
         with torch.enable_grad():

@@ -40,8 +40,10 @@ paper's values (100, 256, 6, 100, dropout 0.1, FFN 2048, 8 heads) are reachable 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -183,6 +185,9 @@ class SimNet(nn.Module):
 class SimFormer(nn.Module):
     """smp encoder + FPN pixel decoder + transformer decoder with learned queries + SimNet."""
 
+    pair_counts: torch.Tensor  # buffers (register_buffer below), declared for the type checker
+    pair_step: torch.Tensor
+
     def __init__(self, num_classes: int, config: Config, backbone: Backbone) -> None:
         super().__init__()
         d = config.hidden_dim
@@ -213,6 +218,8 @@ class SimFormer(nn.Module):
         """
         if pairs is not None:
             return self.simnet(pairs)
+        if images is None:
+            raise ValueError("SimFormer needs images (or pairs for SimNet)")
         height, width = images.shape[-2:]
         pad_h, pad_w = (max(-side % INPUT_MULTIPLE, 2 * INPUT_MULTIPLE - side) for side in (height, width))
         padded = F.pad(images, (0, pad_w, 0, pad_h))  # 0 = the mean colour
@@ -224,9 +231,10 @@ class SimFormer(nn.Module):
         memory = deep.flatten(2).transpose(1, 2) + sine_position(h, w, d, deep.device).to(deep.dtype)
         queries = self.query.weight[None].expand(b, -1, -1)
         logits, masks = [], []
+        norm = cast(nn.Module, self.decoder.norm)  # built with a LayerNorm
         for layer in self.decoder.layers:
             queries = layer(queries, memory)
-            out = self.decoder.norm(queries)  # (B, N, D)
+            out = norm(queries)  # (B, N, D)
             logits.append(self.class_head(out))
             masks.append(torch.einsum("bnd,bdhw->bnhw", self.mask_embed(out), pixels))
         return {"logits": torch.stack(logits), "masks": torch.stack(masks), "features": pixels}
@@ -238,7 +246,7 @@ def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:
 
 def unwrap(model: nn.Module) -> SimFormer:
     """The SimFormer inside a DistributedDataParallel wrapper (or the model itself)."""
-    return getattr(model, "module", model)
+    return cast(SimFormer, getattr(model, "module", model))
 
 
 # ----------------------------------------------------------------------------- targets and matching
@@ -449,7 +457,7 @@ def sample_points(region: torch.Tensor, allowed: torch.Tensor, k: int) -> tuple[
     return idx, (region & allowed).flatten()[idx]
 
 
-def gather_points(maps: torch.Tensor, idx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def gather_points(maps: torch.Tensor, idx: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinearly sample ``maps (C, h, w)`` at flat pixel indices of an ``(H, W)`` image: ``(k, C)``."""
     height, width = size
     rows, cols = idx // width, idx % width
@@ -488,7 +496,8 @@ def simnet_loss(model: nn.Module, out: dict, label: torch.Tensor, partners: list
     """
     feats, k, size = out["features"].detach(), unwrap(model).num_classes, label.shape[-2:]
     n_common = round(config.common_fraction * config.points_per_image)
-    grids, targets = [], []
+    grids: list[torch.Tensor] = []
+    target_parts: list[torch.Tensor] = []
     for i, j in enumerate(partners):
         base = [_base_mask(label[x], k, config.novel) for x in (i, j)]
         common = sorted(set(label[i][base[0]].unique().tolist()) & set(label[j][base[1]].unique().tolist()))
@@ -507,10 +516,10 @@ def simnet_loss(model: nn.Module, out: dict, label: torch.Tensor, partners: list
         same = la[:, None] == lb[None]
         for first, second, v, s in ((fa, fb, valid, same), (fb, fa, valid.T, same.T)):
             grids.append(pair_grid(first, second)[v.flatten()])
-            targets.append(s.flatten()[v.flatten()].long())
-    pairs, targets = torch.cat(grids), torch.cat(targets)
+            target_parts.append(s.flatten()[v.flatten()].long())
+    pairs, targets = torch.cat(grids), torch.cat(target_parts)
     if targets.numel() < 2:  # BatchNorm needs two rows; nothing to learn from anyway
-        return sum(p.sum() for p in unwrap(model).simnet.parameters()) * 0.0
+        return torch.stack([p.sum() for p in unwrap(model).simnet.parameters()]).sum() * 0.0
     weights = _balance_weights(model, targets)
     ce = F.cross_entropy(model(pairs=pairs).float(), targets, reduction="none")
     return (ce * weights[targets]).sum() / targets.numel()
@@ -582,7 +591,7 @@ def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, to
     targets = [image_targets(label[i], tags[i], num_classes, config.novel, size) for i in range(label.shape[0])]
     region = not_base_region(label, size)
     layers = range(out["logits"].shape[0]) if config.deep_supervision else [out["logits"].shape[0] - 1]
-    logs = {"cls": 0.0, "mask": 0.0, "comp": 0.0}
+    logs: dict[str, Any] = {"cls": 0.0, "mask": 0.0, "comp": 0.0}  # tensors after the first layer
     for layer in layers:
         terms = layer_losses(out["logits"][layer], out["masks"][layer], targets, region, config)
         logs = {k: logs[k] + terms[k] for k in logs}
@@ -598,7 +607,7 @@ def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, to
     return {"loss": loss, **logs}
 
 
-def semantic_scores(logits: torch.Tensor, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def semantic_scores(logits: torch.Tensor, masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """§1.8: ``S_c = sum_q softmax(Z_q)_c sigmoid(M_q)`` without "no object", upsampled: ``(B, K, H, W)``."""
     probs = logits.float().softmax(-1)[..., :-1]  # (B, N, K)
     scores = torch.einsum("bnk,bnhw->bkhw", probs, masks.float().sigmoid())
@@ -628,10 +637,10 @@ def proposals(model: nn.Module, image: torch.Tensor) -> list[dict]:
     probs = out["logits"][-1, 0].float().softmax(-1)  # (N, K+1)
     score, cls = probs[:, :-1].max(-1)
     masks = F.interpolate(out["masks"][-1].float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
-    masks = masks[0].sigmoid().cpu().numpy()
+    probs_np = masks[0].sigmoid().cpu().numpy()
     order = torch.argsort(score, descending=True).tolist()
     return [
-        {"mask": masks[q], "cls": int(cls[q]), "score": float(score[q]), "no_object": float(probs[q, -1])}
+        {"mask": probs_np[q], "cls": int(cls[q]), "score": float(score[q]), "no_object": float(probs[q, -1])}
         for q in order
     ]
 
@@ -662,17 +671,18 @@ def simnet_affinity(
     other = features if other is None else other
     if other.shape[0] != d:
         raise ValueError(f"other has {other.shape[0]} feature channels, features has {d}; use the same model")
-    was_training = model.simnet.training
-    model.simnet.eval()
+    simnet = unwrap(model).simnet
+    was_training = simnet.training
+    simnet.eval()
     targets = other.flatten(1).T  # (H'*W', D)
     query = features[:, row, col][None].expand_as(targets)
     sims = []
     for start in range(0, len(targets), AFFINITY_CHUNK):
         q, o = query[start : start + AFFINITY_CHUNK], targets[start : start + AFFINITY_CHUNK]
-        ab = model.simnet(torch.cat([q, o], 1)).float().softmax(-1)[:, 1]
-        ba = model.simnet(torch.cat([o, q], 1)).float().softmax(-1)[:, 1]
+        ab = simnet(torch.cat([q, o], 1)).float().softmax(-1)[:, 1]
+        ba = simnet(torch.cat([o, q], 1)).float().softmax(-1)[:, 1]
         sims.append((ab + ba) / 2)
-    model.simnet.train(was_training)
+    simnet.train(was_training)
     return torch.cat(sims).view(other.shape[1:])
 
 

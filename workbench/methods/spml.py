@@ -217,7 +217,8 @@ def location_grid(h: int, w: int, device=None) -> torch.Tensor:
 
 def with_location(embed: torch.Tensor, weight: float) -> torch.Tensor:
     """``(B, D, h, w)`` -> ``normalize([e; weight * (y, x)])`` ``(B, D+2, h, w)``."""
-    loc = location_grid(*embed.shape[-2:], device=embed.device).expand(embed.shape[0], -1, -1, -1)
+    h, w = embed.shape[-2:]
+    loc = location_grid(h, w, device=embed.device).expand(embed.shape[0], -1, -1, -1)
     return F.normalize(torch.cat([embed, weight * loc.to(embed.dtype)], 1), dim=1)
 
 

@@ -40,6 +40,7 @@ detached parameters, the discriminator's terms see detached predictions. ``predi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -129,6 +130,8 @@ class TransferNet(nn.Module):
             return self.pnet(images)
         if part == "lnet":
             return self.lnet(images)
+        if label_map is None:
+            raise ValueError(f"part {part!r} scores an image with its label map; pass label_map")
         x = torch.cat([images, label_map.to(images.dtype)], 1)
         if part == "disc":
             return self.disc(x)
@@ -144,7 +147,7 @@ def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:
 
 def unwrap(model: nn.Module) -> TransferNet:
     """The TransferNet inside a DistributedDataParallel wrapper (or the model itself)."""
-    return getattr(model, "module", model)
+    return cast(TransferNet, getattr(model, "module", model))
 
 
 # ----------------------------------------------------------------------------- label transfer (pure)
@@ -164,7 +167,7 @@ def superpixel_graph(rgb: np.ndarray, segments: np.ndarray, sigma: float) -> np.
     inside = segments >= 0
     counts = np.bincount(segments[inside], minlength=n).clip(min=1)
     color = np.stack([np.bincount(segments[inside], rgb[..., c][inside], minlength=n) for c in range(3)], 1)
-    color /= counts[:, None]
+    color = color / counts[:, None]
     pairs = [(segments[:, :-1], segments[:, 1:]), (segments[:-1], segments[1:])]
     a = np.concatenate([p.ravel() for p, _ in pairs])
     b = np.concatenate([q.ravel() for _, q in pairs])
