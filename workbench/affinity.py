@@ -58,8 +58,10 @@ def propagate(features: torch.Tensor, weights: torch.Tensor, dilations: tuple[in
     if weights.shape[1] != len(offsets):
         raise ValueError(f"weights have {weights.shape[1]} offsets, dilations {dilations} give {len(offsets)}")
     for _ in range(steps):
-        parts = [weights[:, k : k + 1] * other for k, other in enumerate(shifted(features, offsets))]
-        features = torch.stack(parts).sum(0)
+        total = torch.zeros_like(features)  # summed in the same order as before: identical numbers, no stack
+        for k, other in enumerate(shifted(features, offsets)):
+            total = total + weights[:, k : k + 1] * other
+        features = total
     return features
 
 
