@@ -23,6 +23,7 @@ demo: setup
 
 test: setup chromium
 	$(BIN)/python -m ruff check workbench tests bench apps notebooks
+	$(BIN)/python -m ruff format --check workbench tests bench apps notebooks
 	$(BIN)/python -m mypy  # over workbench/, configured in pyproject.toml
 	$(BIN)/python -m pytest -q --ignore=tests/ui
 	# Browser tests click a live page while a model trains on the same cores: like Playwright's

@@ -195,7 +195,9 @@ def _check_item(item, size: tuple[int, int], num_classes: int, image: str) -> It
             _number(item.width, f"{where}: scribble width"),
         )
     elif isinstance(item, Box):
-        row0, col0, row1, col1 = (_number(v, f"{where}: box corner") for v in (item.row0, item.col0, item.row1, item.col1))
+        row0, col0, row1, col1 = (
+            _number(v, f"{where}: box corner") for v in (item.row0, item.col0, item.row1, item.col1)
+        )
         item = Box(row0, col0, row1, col1, _class_index(item.cls, num_classes, f"{where}: box"))
         if item.row0 < 0 or item.col0 < 0 or item.row1 > size[0] or item.col1 > size[1]:
             raise AnnotationError(

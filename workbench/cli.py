@@ -343,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="png: index masks (default); labelstudio JSON, cvat (CVAT for images 1.1 XML), coco JSON",
     )  # fmt: skip
     exp.add_argument("--json", help="also write the labels as weak-label JSON (for train --weak_labels=FILE)")
-    imp = asub.add_parser("import", help="add a weak-label JSON file (e.g. from `simulate`) or a tool's export to a store")
+    imp = asub.add_parser(
+        "import", help="add a weak-label JSON file (e.g. from `simulate`) or a tool's export to a store"
+    )
     imp.add_argument("--store", required=True, help="the .sqlite annotation store (created if missing)")
     imp.add_argument("--json", help="weak-label JSON file (--format weakseg)")
     imp.add_argument("--format", default="weakseg", choices=["weakseg", "labelstudio", "cvat", "coco"])
