@@ -43,6 +43,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import skeletonize
 
 from workbench.io import atomic_write_text
 from workbench.weak_labels import (
@@ -51,12 +52,11 @@ from workbench.weak_labels import (
     Box,
     Point,
     Scribble,
-    SimulationConfig,
     WeakLabelError,
     WeakLabels,
     WeakLabelSet,
     _draw_scribble,
-    _skeleton_scribble,
+    _longest_path,
 )
 
 FORMATS = ("labelstudio", "cvat", "coco")
@@ -181,18 +181,24 @@ def scribble_mask(scribble: Scribble, height: int, width: int) -> np.ndarray:
 
 
 def strokes_to_scribbles(region: np.ndarray, cls: int) -> tuple[list[Scribble], list[Point]]:
-    """A painted stroke -> scribbles along the skeleton of each blob, as wide as the stroke (specks: points)."""
+    """A painted stroke -> one scribble per blob along its skeleton's longest path, as wide as the stroke.
+
+    The width is the blob's thickness (twice its deepest distance to the edge, less one pixel), so
+    the scribble covers about the painted pixels; a blob too small for a skeleton becomes a point.
+    """
     blobs, count = ndimage.label(region, structure=np.ones((3, 3)))
     scribbles, points = [], []
     for k in range(1, count + 1):
         blob = blobs == k
-        width = max(1.0, float(2 * ndimage.distance_transform_edt(blob).max() - 1))
-        found = _skeleton_scribble(blob, cls, 0, 0, SimulationConfig(scribble_width=width, scribble_step=1))
-        if found:
-            scribbles.extend(found)
-        else:
+        rows, cols = np.nonzero(skeletonize(blob))
+        if len(rows) < 2:
             rows, cols = np.nonzero(blob)
             points.append(Point(float(np.round(rows.mean())), float(np.round(cols.mean())), cls))
+            continue
+        depth = ndimage.distance_transform_edt(np.pad(blob, 1))[1:-1, 1:-1]
+        path = _longest_path(rows, cols)
+        width = max(1.0, float(2 * depth.max() - 1))
+        scribbles.append(Scribble(tuple((float(r), float(c)) for r, c in path), cls, width))
     return scribbles, points
 
 
