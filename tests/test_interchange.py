@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,12 @@ def test_cli_exports_a_store_and_imports_it_into_a_new_one(synthetic_root, tmp_p
                  "--file", str(out), *common]) == 0  # fmt: skip
     with AnnotationStore(tmp_path / "b.sqlite", info.classes) as store:
         assert store.to_weak_label_set() == before
+    if fmt == "labelstudio":  # with the labelling interface whose controls the file names
+        config = ET.parse(out.with_suffix(".labelconfig.xml")).getroot()
+        controls = {e.get("name"): e.tag for e in config if e.tag != "Image"}
+        assert controls == {"points": "KeyPointLabels", "scribbles": "BrushLabels", "boxes": "RectangleLabels",
+                            "mask": "BrushLabels", "tags": "Choices"}  # fmt: skip
+        assert [e.get("value") for e in config.find("KeyPointLabels")] == list(info.classes)
 
 
 def test_cli_import_writes_the_masks_a_file_carries(synthetic_root, tmp_path, capsys):

@@ -232,9 +232,15 @@ def cmd_annotations(args, extra: list[str]) -> int:
         raise UsageError(f"{args.store}: no annotation store there; annotate in the dashboard or `annotations import`")
     info = load_dataset_info(args.data)
     if args.format != "png":
+        if args.json:
+            raise UsageError("--json goes with the PNG export; --format writes one file, --out")
         with AnnotationStore(args.store, info.classes) as store:
             n = interchange.export_store(store, info, args.split, args.out, args.format)
         print(f"wrote the labels of {n} images of split {args.split!r} to {args.out} ({args.format})")
+        if args.format == "labelstudio":  # the labelling interface whose control names the file uses
+            config = Path(args.out).with_suffix(".labelconfig.xml")
+            config.write_text(interchange.labelstudio_config(info.classes))
+            print(f"Label Studio labelling interface (Settings > Labeling Interface > Code): {config}")
         return 0
     with AnnotationStore(args.store, info.classes) as store:
         written = export_png(store, info, args.split, args.out)
