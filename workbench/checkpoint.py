@@ -8,13 +8,18 @@ A run directory holds::
     checkpoint/train_state.pt      optimizer, scheduler, epoch, RNG and a copy of the weights
                                    (read with weights_only=True)
     report.json, report.md         the final evaluation
+    .lock                          the pid of the process training into it (locked while it runs)
 
-Every file is written atomically; loading never unpickles code.
+A run directory belongs to one run: :class:`RunLock` keeps a second process out while one
+trains, and :func:`claim_run_dir` refuses a folder holding another run unless told to
+overwrite it. Every file is written atomically; loading never unpickles code.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -26,10 +31,116 @@ from workbench.io import atomic_path, atomic_write_text
 MODEL_FILE = "checkpoint/model.safetensors"
 STATE_FILE = "checkpoint/train_state.pt"
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
+RUN_FILES = (CONFIG_FILE, "metrics.jsonl", "checkpoint", "report.json", "report.md")  # what makes a folder a run
+TENSORBOARD_EVENTS = "events.out.tfevents.*"
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, the ownership check still applies
+    fcntl = None
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model (the message says why)."""
+
+
+class RunBusyError(CheckpointError):
+    """Another live process is training into the same run directory."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory while one process trains into it.
+
+    ``flock`` on ``run_dir/.lock``: the kernel drops it when its holder dies, so the lock of a
+    killed run is taken over without any cleanup; the file holds the holder's pid for the message.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        check_out_dir(self.run_dir)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise CheckpointError(
+                f"{self.run_dir}: cannot create the run directory ({err}); choose another --out"
+            ) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self.path.read_text().strip() or "unknown"
+                os.close(fd)
+                raise RunBusyError(
+                    f"{self.run_dir}: another training process (pid {holder}) is writing this run directory; "
+                    "wait for it to finish or stop it, or choose another --out"
+                ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays (unlinking it would race a waiter)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_out_dir(run_dir: str | Path) -> None:
+    """``run_dir`` must be a folder or not exist yet (nor may any of its parents be a file)."""
+    run_dir = Path(run_dir)
+    for p in (run_dir, *run_dir.parents):
+        if p.exists() and not p.is_dir():
+            raise CheckpointError(f"{p}: is a file, not a folder; pass a folder (new or holding a run) as --out")
+
+
+def run_files(run_dir: str | Path) -> list[str]:
+    """The files of a run found in ``run_dir`` (empty: a new or unrelated folder), TensorBoard's event files included."""
+    run_dir = Path(run_dir)
+    events = sorted(p.name for p in run_dir.glob(TENSORBOARD_EVENTS)) if run_dir.is_dir() else []
+    return [name for name in RUN_FILES if (run_dir / name).exists()] + events
+
+
+def claim_run_dir(run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Check that a run may write ``run_dir``; with ``overwrite``, delete the old run's files.
+
+    Call it holding the :class:`RunLock` (the deletion must not race the old run), and again
+    without the lock before slow setup to fail early; without ``overwrite`` it writes nothing.
+    """
+    run_dir = Path(run_dir)
+    check_out_dir(run_dir)
+    if resume:
+        if not (run_dir / STATE_FILE).is_file():
+            raise CheckpointError(
+                f"{run_dir}: nothing to resume (no {STATE_FILE}: the run never finished an epoch or the folder holds "
+                "no run); drop --resume to start a new run"
+            )
+        return
+    found = run_files(run_dir)
+    if found and not overwrite:
+        shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
+        raise CheckpointError(
+            f"{run_dir}: holds another run ({shown}); pass --overwrite to replace it, --resume to "
+            "continue it, or choose another --out"
+        )
+    if found and overwrite:
+        for name in found:
+            target = run_dir / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:

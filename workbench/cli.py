@@ -2,6 +2,10 @@
 
 Any field of :class:`workbench.engine.TrainConfig` or of the method's ``Config`` can be set
 on ``train`` as ``--key=value`` (e.g. ``--epochs=40 --image_size=120,160 --label_smoothing=0.1``).
+
+The workbench's own errors (bad data, settings, checkpoints) print one line and exit 2 (a
+training that cannot go on: 1); ``--debug`` anywhere on the line, or ``WORKBENCH_DEBUG=1``,
+shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +21,10 @@ from workbench.configs import field_type
 from workbench.methods import METHODS
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+MAX_SYNTHETIC_SIDE = 4096
+MAX_SYNTHETIC_IMAGES = 100_000
 
 
 class UsageError(ValueError):
@@ -108,6 +117,8 @@ def cmd_train(args, extra: list[str]) -> int:
             overrides[key] = str(getattr(args, key))
     if args.resume:
         overrides["resume"] = "true"
+    if args.overwrite:
+        overrides["overwrite"] = "true"
     config, method_config = apply_overrides([TrainConfig(out=f"runs/{args.method}"), method.Config()], overrides)
     print(f"training {args.method} on {config.data or 'the synthetic default'} -> {config.out}", file=sys.stderr)
     summary = train(method, method_config, config)
@@ -128,6 +139,8 @@ def cmd_eval(args, extra: list[str]) -> int:
     from workbench.engine import evaluate_run, write_report
     from workbench.metrics import format_summary
 
+    if args.out:
+        _writable_folder(args.out, "--out")
     summary = evaluate_run(args.checkpoint, args.data, args.split, args.device, args.protocol)
     print(format_summary(summary))
     if args.out:
@@ -139,6 +152,7 @@ def cmd_eval(args, extra: list[str]) -> int:
 def cmd_predict(args, extra: list[str]) -> int:
     from workbench.engine import predict_files, predict_split
 
+    _writable_folder(args.out, "--out")
     if args.images:
         written = predict_files(args.checkpoint, [Path(p) for p in args.images], Path(args.out), args.device)
     elif args.data:
@@ -154,6 +168,7 @@ def cmd_simulate(args, extra: list[str]) -> int:
     from workbench.data.folder import list_split, load_dataset_info, read_mask
     from workbench.weak_labels import SimulationConfig, WeakLabelSet, save_weak_labels, simulate
 
+    _writable_file(args.out, "--out", "weak-label JSON file")
     info = load_dataset_info(args.data)
     kinds = [k for k in parse_supervision(args.kind) if k != "dense"]
     if not kinds:
@@ -177,7 +192,11 @@ def cmd_data(args, extra: list[str]) -> int:
     from workbench.data.synthetic import SyntheticConfig, generate
 
     if args.action == "generate":
-        h, w = (int(v) for v in args.size.lower().split("x"))
+        h, w = parse_size(args.size)
+        for key in ("train", "val"):
+            if not 1 <= getattr(args, key) <= MAX_SYNTHETIC_IMAGES:
+                raise UsageError(f"--{key}={getattr(args, key)}: give 1..{MAX_SYNTHETIC_IMAGES} images")
+        _writable_folder(args.out, "--out")
         root = generate(args.out, SyntheticConfig(height=h, width=w, train=args.train, val=args.val, seed=args.seed))
         print(f"synthetic dataset written to {root}")
         return 0
@@ -207,6 +226,7 @@ def cmd_annotations(args, extra: list[str]) -> int:
     if args.action == "import" and args.format != "weakseg":
         if not args.file or not args.data:
             raise UsageError(f"--format {args.format} imports --file FILE with the dataset's classes from --data DIR")
+        _writable_file(args.store, "--store", "annotation store (.sqlite)")
         info = load_dataset_info(args.data)
         with AnnotationStore(args.store, info.classes) as store:
             n, masks = interchange.import_into_store(store, args.file, args.format)
@@ -221,6 +241,7 @@ def cmd_annotations(args, extra: list[str]) -> int:
     if args.action == "import":
         if not args.json:
             raise UsageError("give --json FILE (weak-label JSON) or --format labelstudio|cvat|coco --file FILE")
+        _writable_file(args.store, "--store", "annotation store (.sqlite)")
         weak_set = load_weak_labels(args.json)
         if not weak_set.classes:
             raise UsageError(f"{args.json}: no 'classes' list; export it with `simulate` or `annotations export`")
@@ -228,6 +249,12 @@ def cmd_annotations(args, extra: list[str]) -> int:
             n = store.import_weak_label_set(weak_set)
         print(f"imported the labels of {n} images into {args.store}")
         return 0
+    if args.format == "png":
+        _writable_folder(args.out, "--out")
+    else:
+        _writable_file(args.out, "--out", f"{args.format} file")
+    if args.json:
+        _writable_file(args.json, "--json", "weak-label JSON file")
     if not Path(args.store).is_file():
         raise UsageError(f"{args.store}: no annotation store there; annotate in the dashboard or `annotations import`")
     info = load_dataset_info(args.data)
@@ -255,6 +282,34 @@ def cmd_annotations(args, extra: list[str]) -> int:
     return 0
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"64x48"`` -> ``(64, 48)``: HEIGHTxWIDTH, each side 8..MAX_SYNTHETIC_SIDE pixels."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        if len(parts) != 2:
+            raise ValueError(text)
+        h, w = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise UsageError(f"--size={text!r}: expected HEIGHTxWIDTH in pixels, e.g. 64x64") from None
+    if not (8 <= h <= MAX_SYNTHETIC_SIDE and 8 <= w <= MAX_SYNTHETIC_SIDE):
+        raise UsageError(f"--size={text!r}: each side must be 8..{MAX_SYNTHETIC_SIDE} pixels (the limit)")
+    return h, w
+
+
+def _writable_folder(path: str, option: str) -> None:
+    """An output folder may exist or not, but neither it nor a parent may be a file."""
+    for p in (Path(path), *Path(path).parents):
+        if p.exists() and not p.is_dir():
+            raise UsageError(f"{option} {path}: {p} is a file, not a folder; pass a folder")
+
+
+def _writable_file(path: str, option: str, what: str) -> None:
+    """An output file may exist or not, but must not be a folder (nor sit under a file)."""
+    if Path(path).is_dir():
+        raise UsageError(f"{option} {path}: is a folder; pass the path of a {what}")
+    _writable_folder(str(Path(path).parent), option)
+
+
 class _Parser(argparse.ArgumentParser):
     """No abbreviated options: ``--epoch=3`` must not silently mean ``--epochs=3``."""
 
@@ -264,6 +319,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="workbench", description="weakseg workbench: weakly supervised segmentation")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (also WORKBENCH_DEBUG=1); any position"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the main job: synthetic data -> train -> per-class IoU report")
@@ -288,7 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="dataset folder (default: the synthetic dataset, generated on first use)")
     train.add_argument("--out", help="run directory (default runs/METHOD)")
     train.add_argument("--epochs", type=int)
-    train.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint (same settings, data)"
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (else refused)")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a trained run on a dataset split")
@@ -363,22 +424,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the workbench's own errors print one line (``--debug``: the traceback)."""
+    from workbench.annotations import AnnotationError
     from workbench.checkpoint import CheckpointError
     from workbench.data.folder import DatasetError
-    from workbench.engine import ConfigError
+    from workbench.engine import ConfigError, TrainingError
     from workbench.models import ModelError
+    from workbench.security import UnsafeInputError
     from workbench.splits import SplitError
     from workbench.weak_labels import WeakLabelError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("WORKBENCH_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("train", "simulate"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    project_errors = (
+        UsageError, ConfigError, DatasetError, WeakLabelError, AnnotationError, SplitError, ModelError,
+        CheckpointError, UnsafeInputError,
+    )  # fmt: skip
     try:
         return args.func(args, extra)
-    except (UsageError, ConfigError, DatasetError, WeakLabelError, SplitError, ModelError, CheckpointError) as err:
+    except (*project_errors, TrainingError) as err:
+        if debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED if isinstance(err, TrainingError) else EXIT_USAGE
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ autocast.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import numbers
+import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,13 +39,26 @@ from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, 
 from workbench.data.synthetic import ensure_synthetic
 from workbench.io import atomic_write_text, save_index_png
 from workbench.metrics import confusion_matrix, format_summary, summarize
-from workbench.models import Backbone
+from workbench.models import Backbone, ModelError
 from workbench.splits import ClassSplit
 from workbench.weak_labels import SimulationConfig, WeakLabelError, load_weak_labels
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work (the message names the key and the valid range)."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); the message names the step and the likely cause."""
+
+
+# Resource bounds: far above any sensible run, low enough that a typo cannot fork a thousand
+# processes or allocate a 100000x100000 batch.
+MAX_IMAGE_SIDE = 4096
+MAX_BATCH_SIZE = 4096
+MAX_EPOCHS = 100_000
+MAX_NUM_WORKERS = 64
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def check_numbers(config) -> None:
@@ -103,7 +119,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
     eval_every: int = 0  # evaluate every N epochs (0: only at the end)
     log_every: int = 20
-    resume: bool = False
+    resume: bool = False  # continue the run in ``out`` from its last checkpoint (same settings and data)
+    overwrite: bool = False  # replace the run that ``out`` holds (without it a new run refuses such a folder)
     synthetic_root: str = "data/synthetic"
 
     def __post_init__(self) -> None:
@@ -119,6 +136,18 @@ class TrainConfig:
                 )
         if self.num_workers < 0 or self.eval_every < 0:
             raise ConfigError("num_workers and eval_every must be >= 0")
+        for key, limit in (("num_workers", MAX_NUM_WORKERS), ("batch_size", MAX_BATCH_SIZE), ("epochs", MAX_EPOCHS)):
+            if getattr(self, key) > limit:
+                raise ConfigError(f"{key} {getattr(self, key)} is over the limit of {limit}; use at most {limit}")
+        if self.scale_min > self.scale_max:
+            raise ConfigError(
+                f"scale_min {self.scale_min} is above scale_max {self.scale_max}; the scale is drawn from "
+                "[scale_min, scale_max], so give scale_min <= scale_max"
+            )
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(f"device {self.device!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+        if self.resume and self.overwrite:
+            raise ConfigError("give either resume (continue the run in out) or overwrite (replace it), not both")
         for key in ("limit_train", "limit_val"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1 (or None for every image), got {getattr(self, key)}")
@@ -132,8 +161,11 @@ class TrainConfig:
             len(self.image_size) != 2
             or not all(isinstance(v, numbers.Integral) for v in self.image_size)
             or min(self.image_size) < 8
+            or max(self.image_size) > MAX_IMAGE_SIDE
         ):
-            raise ConfigError(f"image_size must be HEIGHT,WIDTH of at least 8 pixels each, got {self.image_size}")
+            raise ConfigError(
+                f"image_size must be HEIGHT,WIDTH of 8 to {MAX_IMAGE_SIDE} pixels each (the limit), got {self.image_size}"
+            )
         if self.protocol and self.novel:
             raise ConfigError("give either protocol or novel, not both")
 
@@ -151,10 +183,16 @@ class TrainConfig:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise ConfigError(f"device {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for but CUDA is not available; use device=cpu or auto")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: there are {torch.cuda.device_count()} CUDA devices; use cuda:0..")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' asked for but it is not available; use device=cpu or auto")
     return torch.device(name)
 
 
@@ -195,7 +233,75 @@ def make_datasets(method: ModuleType, config: TrainConfig) -> tuple[Segmentation
     val_ds = SegmentationDataset(
         info, config.val_split, "dense", size=train_ds.size, include_gt=True, limit=config.limit_val
     )
+    if weak is not None:
+        train_ds.weak_label_report = check_weak_label_coverage(train_ds.names, weak, config)
     return train_ds, val_ds
+
+
+def check_weak_label_coverage(names: list[str], weak, config: TrainConfig) -> str:
+    """A weak-label file must label some image of the split; return a one-line coverage report.
+
+    Images without labels train on nothing (no tag, no pixel), and names of the file that match
+    no image are most likely another dataset's or split's: both are counted in the report.
+    """
+    labelled = [n for n in names if n in weak.labels]
+    unknown = sorted(set(weak.labels) - set(names))
+    if not labelled:
+        example = f" (e.g. {unknown[0]!r}; images are named like {names[0]!r})" if unknown and names else ""
+        raise WeakLabelError(
+            f"{config.weak_labels}: none of its {len(weak.labels)} labelled images is in split "
+            f"{config.train_split!r} of {len(names)} images{example}; export the labels for this dataset and split"
+        )
+    report = f"{config.weak_labels}: labels for {len(labelled)} of {len(names)} {config.train_split} images"
+    if unknown:
+        report += f"; {len(unknown)} names match no image of the split (e.g. {unknown[0]!r}) and are not used"
+    return report
+
+
+def data_fingerprint(train_ds: SegmentationDataset, config: TrainConfig) -> str:
+    """What the model trains on, independent of where the folder lives: classes, the split's file
+    names and sizes, and the bytes of a weak-label file. Resume refuses a change."""
+    digest = hashlib.sha256(json.dumps([list(train_ds.info.classes), train_ds.split]).encode())
+    info = train_ds.info
+    for name in train_ds.names:
+        for path in (info.image_path(train_ds.split, name), info.mask_path(train_ds.split, name)):
+            digest.update(f"{path.name}:{path.stat().st_size};".encode("utf-8", "surrogateescape"))
+    if config.weak_labels:
+        digest.update(Path(config.weak_labels).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# TrainConfig fields a resumed run may change: where things are, how it is logged and run, how long it goes.
+RESUME_MAY_CHANGE = {
+    "data", "out", "weak_labels", "synthetic_root", "epochs", "resume", "overwrite", "device", "num_workers",
+    "log_every", "eval_every", "compile", "limit_val", "val_split",
+}  # fmt: skip
+
+
+def run_identity(method: ModuleType, method_config, config: TrainConfig, fingerprint: str) -> dict:
+    """What a checkpoint must agree with to be resumed: the method, its settings, the run settings, the data."""
+    train_config = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_MAY_CHANGE}
+    return json.loads(json.dumps({
+        "method": method.__name__.rsplit(".", 1)[-1], "method_config": dataclasses.asdict(method_config),
+        "train_config": train_config, "data_fingerprint": fingerprint,
+    }))  # fmt: skip
+
+
+def check_resume_identity(saved: dict, current: dict, run_dir: Path) -> None:
+    """Refuse to resume a checkpoint made with another method, settings or data, naming the field."""
+    fix = "resume with the checkpoint's value, or start a new run (--overwrite, or another --out)"
+    if saved["method"] != current["method"]:
+        raise ConfigError(f"--resume: {run_dir} holds a {saved['method']} run, not {current['method']}; {fix}")
+    for section in ("method_config", "train_config"):
+        for key in sorted(set(saved[section]) | set(current[section])):
+            old, new = saved[section].get(key), current[section].get(key)
+            if old != new:
+                raise ConfigError(f"--resume: {key} is {new!r} now but {old!r} in the checkpoint of {run_dir}; {fix}")
+    if saved["data_fingerprint"] != current["data_fingerprint"]:
+        raise ConfigError(
+            f"--resume: the training data differ from the checkpoint's (data fingerprint {current['data_fingerprint']}"
+            f" vs {saved['data_fingerprint']}: other images, masks or weak labels); {fix}"
+        )
 
 
 def make_loader(dataset, batch_size: int, shuffle: bool, config: TrainConfig, device: torch.device, epoch: int = 0):
@@ -231,6 +337,20 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool = False) -
     return out
 
 
+def build_model(method: ModuleType, num_classes: int, method_config, config: TrainConfig) -> nn.Module:
+    """``method.build`` with a clear error when pretrained encoder weights cannot be fetched."""
+    try:
+        return method.build(num_classes, method_config, config.backbone)
+    except OSError as err:  # requests, urllib and huggingface_hub failures are all OSErrors
+        if not config.encoder_weights or Path(config.encoder_weights).exists():
+            raise
+        raise ModelError(
+            f"encoder_weights={config.encoder_weights!r}: could not fetch the {config.encoder} weights "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); connect to the "
+            "network once (they are cached), pass a local .safetensors/.pth file, or use encoder_weights=None"
+        ) from None
+
+
 def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
@@ -250,34 +370,54 @@ def train(
     Under ``torchrun`` the model is wrapped in :class:`MethodDDP` and rank 0 alone writes
     the run directory; ``training_step`` must call ``model(...)`` once per step (that call
     starts DDP's gradient synchronisation) and may also use the model's submodules.
+
+    The run directory is locked while training; a folder holding another run is refused
+    unless ``config.overwrite`` (and only then, holding the lock, are its files removed).
     """
     check_numbers(method_config)  # before anything is written
+    run_dir = Path(config.out)
+    if dist.is_main():  # fail before the slow setup; this check writes nothing
+        if config.overwrite:
+            ckpt.check_out_dir(run_dir)
+        else:
+            ckpt.claim_run_dir(run_dir, config.resume)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     device = dist.init_from_env(pick_device(config.device))
     train_ds, val_ds = make_datasets(method, config)
     info, split = train_ds.info, train_ds.class_split
-    run_dir = Path(config.out)
-    if dist.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
     if split is not None and getattr(method_config, "novel", None) == ():  # weak-shot methods that need the
         method_config = dataclasses.replace(method_config, novel=split.novel)  # novel ids get them from the split
     if model is None:
-        model = method.build(info.num_classes, method_config, config.backbone)
+        model = build_model(method, info.num_classes, method_config, config)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    identity = run_identity(method, method_config, config, data_fingerprint(train_ds, config))
+    lock = ckpt.RunLock(run_dir).acquire() if dist.is_main() else None
+    try:
+        return _train_locked(
+            method, method_config, config, train_ds, val_ds, model, device, identity, on_log, should_stop
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(method, method_config, config, train_ds, val_ds, model, device, identity, on_log, should_stop):
+    run_dir = Path(config.out)
+    info, split = train_ds.info, train_ds.class_split
     loader = make_loader(train_ds, config.batch_size, True, config, device)  # one loader: workers keep their caches
     steps_per_epoch = len(loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
     )
-    start_epoch = _resume(run_dir, model, optimizer, scheduler) if config.resume else 0
     if dist.is_main():
-        if start_epoch == 0 and (run_dir / "metrics.jsonl").exists():
-            (run_dir / "metrics.jsonl").unlink()  # a fresh run in an old folder starts a fresh log
-        elif start_epoch > 0:
+        ckpt.claim_run_dir(run_dir, config.resume, config.overwrite)  # holding the lock: now the folder is ours
+    start_epoch = _resume(run_dir, model, optimizer, scheduler, identity) if config.resume else 0
+    if dist.is_main():
+        if start_epoch > 0:
             _forget_after(run_dir / "metrics.jsonl", start_epoch * steps_per_epoch)
         ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
     trained = _wrap(model, device, config)
@@ -294,6 +434,10 @@ def train(
     label_check = check_imported_labels(train_ds) if dist.is_main() else None  # imported labels lost in the resize
     if label_check is not None:
         log({"event": "label_check", **label_check})
+    report = getattr(train_ds, "weak_label_report", None)
+    if report and dist.is_main():
+        print(report, file=sys.stderr)
+        log({"event": "weak_labels", "step": start_epoch * steps_per_epoch, "message": report})
     step = start_epoch * steps_per_epoch
     total_steps = config.epochs * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
@@ -301,6 +445,7 @@ def train(
         loader.sampler.set_epoch(epoch)
         running: dict[str, torch.Tensor] = {}
         t0, n_seen = time.perf_counter(), 0
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)  # step of the first non-finite loss
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if dist.is_main() else True
         )
@@ -322,13 +467,17 @@ def train(
             optimizer.step()
             scheduler.step()
             step += 1
+            # device-side bookkeeping: no host synchronisation inside the loop
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
             n_seen += batch["image"].shape[0] * dist.world_size()
-            for k, v in outputs.items():  # device tensors: no host synchronisation inside the loop
+            for k, v in outputs.items():
                 running[k] = running.get(k, 0.0) + v.detach().float()
             if step % config.log_every == 0:
+                _check_finite(first_bad, config, epoch)
                 record = {"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]}
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
                 log(record)
+        _check_finite(first_bad, config, epoch)  # before a checkpoint could keep the damage
         seconds = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "step": step, "seconds": seconds, "images_per_s": n_seen / max(seconds, 1e-9)}
         record.update({f"train_{k}": float(v) / max(len(loader), 1) for k, v in running.items()})
@@ -338,8 +487,11 @@ def train(
         if dist.is_main():
             train_state = {
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1, "rng": torch.get_rng_state(),
+                "epoch": epoch + 1, "rng": torch.get_rng_state(), "run": json.dumps(identity),
+                "model_extra": _model_extra_state(model),
             }  # fmt: skip
+            if device.type == "cuda":
+                train_state["cuda_rng"] = torch.cuda.get_rng_state(device)
             ckpt.save_checkpoint(run_dir, model, train_state)
     summary = _evaluate_and_show(board, step, method, model, val_ds, device, split, config)
     in_sync = dist.params_in_sync(model)
@@ -370,15 +522,59 @@ def _evaluate_and_show(board, step: int, method, model, val_ds, device, split, c
     return summary
 
 
-def _resume(run_dir: Path, model: nn.Module, optimizer, scheduler) -> int:
-    """Load the last checkpoint of ``run_dir`` into model, optimizer and scheduler; return the next epoch."""
+def _check_finite(first_bad: torch.Tensor, config: TrainConfig, epoch: int) -> None:
+    """Stop with the step of the first non-finite loss and its likely cause (this syncs with the device)."""
+    bad = int(first_bad)
+    if bad < 0:
+        return
+    if config.lr > 0.1:
+        cause = f"the learning rate lr={config.lr:g} is far too high (the default is {TrainConfig.lr:g}): lower it"
+    else:
+        cause = (
+            f"the learning rate lr={config.lr:g} may still be too high for this method, or the loss overflowed: "
+            "lower lr, or try amp=false; check the labels if it persists"
+        )
+    raise TrainingError(
+        f"the training loss became NaN or infinite at step {bad} (epoch {epoch + 1}); likely cause: {cause}. "
+        f"The last checkpoint in {config.out} was written before it"
+    )
+
+
+def _model_extra_state(model: nn.Module) -> dict:
+    """Training state a model keeps outside its weights: non-persistent buffers and a method's
+    ``resume_state()`` (e.g. spml's memory bank); saved in the train state for an exact resume."""
+    buffers = {name: b.detach().cpu().clone() for name, b in model.named_buffers()}
+    extra = model.resume_state() if hasattr(model, "resume_state") else {}
+    return {"buffers": buffers, "method": extra}
+
+
+def _load_model_extra_state(model: nn.Module, state: dict) -> None:
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name in state.get("buffers", {}):
+                buffer.copy_(state["buffers"][name])
+    if hasattr(model, "load_resume_state"):
+        model.load_resume_state(state.get("method", {}))
+
+
+def _resume(run_dir: Path, model: nn.Module, optimizer, scheduler, identity: dict | None = None) -> int:
+    """Load the last checkpoint of ``run_dir`` into model, optimizer and scheduler; return the next epoch.
+
+    The checkpoint must come from the same method, settings and data as ``identity``.
+    """
     state = ckpt.load_train_state(run_dir)
     if state is None:
-        return 0
+        raise ckpt.CheckpointError(f"{run_dir}: no {ckpt.STATE_FILE} to resume from; drop --resume to start a new run")
+    if identity is not None and "run" in state:
+        check_resume_identity(json.loads(state["run"]), identity, run_dir)
     ckpt.load_weights(model, state.get("model", run_dir / ckpt.MODEL_FILE))  # the copy in step with the optimizer
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(_replanned(state["scheduler"], scheduler))
     torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng"], next(model.parameters()).device)
+    if "model_extra" in state:
+        _load_model_extra_state(model, state["model_extra"])
     return int(state["epoch"])
 
 
@@ -493,19 +689,59 @@ def method_config_from_json(method: ModuleType, fields: dict):
 
 def load_run(path: str | Path, device: str = "auto") -> tuple[ModuleType, nn.Module, dict]:
     """``(method module, model with weights, config.json dict)`` of a run directory or weights file."""
-    from workbench.methods import METHODS
 
     run_dir, weights = ckpt.resolve_run(path)
     cfg = ckpt.read_run_config(run_dir)
-    if cfg.get("method") not in METHODS:
-        raise ckpt.CheckpointError(f"{run_dir}: unknown method {cfg.get('method')!r}; known: {sorted(METHODS)}")
-    method = METHODS[cfg["method"]]
-    method_config = method_config_from_json(method, cfg["method_config"])
+    method, method_config = check_run_config(cfg, run_dir / ckpt.CONFIG_FILE)
     tc = cfg["train_config"]
     backbone = Backbone(tc["arch"], tc["encoder"], None)
     model = method.build(len(cfg["dataset"]["classes"]), method_config, backbone)
     ckpt.load_weights(model, weights)
     return method, model.to(pick_device(device)).eval(), cfg
+
+
+def check_run_config(cfg, where: Path) -> tuple[ModuleType, object]:
+    """``(method, method config)`` of a run's ``config.json``, every field checked: a hand-edited
+    file gets an error naming the field instead of a traceback far from it."""
+    from workbench.methods import METHODS
+
+    fix = "restore the config.json that `train` wrote (or retrain)"
+
+    def bad(what: str) -> ckpt.CheckpointError:
+        return ckpt.CheckpointError(f"{where}: {what}; {fix}")
+
+    if not isinstance(cfg, dict):
+        raise bad("must hold a JSON object")
+    for key, typ in (("method", str), ("method_config", dict), ("train_config", dict), ("dataset", dict),
+                     ("image_size", list)):  # fmt: skip
+        if not isinstance(cfg.get(key), typ):
+            raise bad(f"'{key}' is missing or not a {typ.__name__}")
+    if cfg["method"] not in METHODS:
+        raise bad(f"unknown method {cfg['method']!r}; known: {sorted(METHODS)}")
+    method = METHODS[cfg["method"]]
+    try:
+        method_config = method_config_from_json(method, cfg["method_config"])
+        check_numbers(method_config)
+    except (TypeError, ValueError) as err:
+        raise bad(f"method_config does not fit method {cfg['method']} ({err})") from None
+    tc = cfg["train_config"]
+    if not all(isinstance(tc.get(k), str) for k in ("arch", "encoder")):
+        raise bad("train_config needs 'arch' and 'encoder' names")
+    size = cfg["image_size"]
+    if len(size) != 2 or not all(type(v) is int and 8 <= v <= MAX_IMAGE_SIDE for v in size):
+        raise bad(f"image_size must be [height, width] of 8..{MAX_IMAGE_SIDE} pixels, got {size}")
+    classes, colors = cfg["dataset"].get("classes"), cfg["dataset"].get("colors")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise bad("dataset.classes must be a non-empty list of class names")
+    if (
+        not isinstance(colors, list)
+        or len(colors) != len(classes)
+        or not all(
+            isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c) for c in colors
+        )
+    ):
+        raise bad(f"dataset.colors must be {len(classes)} [r, g, b] lists of ints 0..255, one per class")
+    return method, method_config
 
 
 @torch.no_grad()

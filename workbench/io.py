@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -11,25 +12,58 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+try:  # POSIX: a writer holds an advisory lock on its temp file, so a cleaner can tell a live one from a stale one
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
-    A crash half-way leaves the old file (or none), never a truncated one.
+    A crash half-way leaves the old file (or none), never a truncated one. The temp files a
+    killed writer left beside ``path`` are removed here, on the next write of the same file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     tmp = Path(name)
     try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until this write ends: marks the temp file as alive
+        remove_stale_temps(path, keep=tmp)
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def remove_stale_temps(path: str | Path, keep: Path | None = None) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files of ``path`` whose writer is gone (nobody holds their lock)."""
+    path = Path(path)
+    removed = []
+    for candidate in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")):
+        candidate = Path(candidate)
+        if candidate == keep:
+            continue
+        try:
+            fd = os.open(candidate, os.O_RDONLY)
+        except OSError:
+            continue  # already gone
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+        except OSError:
+            pass  # a live writer holds it
+        finally:
+            os.close(fd)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

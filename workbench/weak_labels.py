@@ -104,6 +104,11 @@ class WeakLabels:
                 raise WeakLabelError(f"{where}: scribble {i} width must be > 0, got {s.width}")
         for i, b in enumerate(self.boxes):
             _check_class(b.cls, num_classes, f"{where}: box {i}")
+            if not np.all(np.isfinite([b.row0, b.col0, b.row1, b.col1])):
+                raise WeakLabelError(
+                    f"{where}: box {i} has a non-finite coordinate ({b.row0}, {b.col0})-({b.row1}, {b.col1}); "
+                    "box edges must be finite pixel coordinates"
+                )
             if not (b.row1 > b.row0 and b.col1 > b.col0):
                 raise WeakLabelError(
                     f"{where}: box {i} ({b.row0},{b.col0})-({b.row1},{b.col1}) is empty; row1>row0 and col1>col0 are needed"
@@ -466,24 +471,44 @@ def to_json_dict(weak: WeakLabels) -> dict:
     }
 
 
+def _whole(value, what: str) -> int:
+    """A JSON number that must be a whole number (a class index, a size): 3.7 is refused, not truncated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WeakLabelError(f"{what} must be a whole number, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise WeakLabelError(f"{what} must be a whole number, got {value!r}; class indices and sizes are integers")
+    return int(value)
+
+
 def from_json_dict(d: dict, where: str = "weak labels") -> WeakLabels:
     """Parse one image's record; malformed records raise :class:`WeakLabelError` naming the field."""
     try:
         return WeakLabels(
-            int(d["height"]),
-            int(d["width"]),
-            frozenset(int(t) for t in d.get("tags", [])),
+            _whole(d["height"], f"{where}: height"),
+            _whole(d["width"], f"{where}: width"),
+            frozenset(_whole(t, f"{where}: tag") for t in d.get("tags", [])),
             tuple(
-                Point(float(p[0]), float(p[1]), int(p[2]), float(p[3]) if len(p) > 3 else 0.0)
-                for p in d.get("points", [])
+                Point(
+                    float(p[0]), float(p[1]), _whole(p[2], f"{where}: point {i} class"),
+                    float(p[3]) if len(p) > 3 else 0.0,
+                )  # fmt: skip
+                for i, p in enumerate(d.get("points", []))
             ),
             tuple(
-                Scribble(tuple((float(r), float(c)) for r, c in s["path"]), int(s["cls"]), float(s.get("width", 3.0)))
-                for s in d.get("scribbles", [])
+                Scribble(
+                    tuple((float(r), float(c)) for r, c in s["path"]), _whole(s["cls"], f"{where}: scribble {i} class"),
+                    float(s.get("width", 3.0)),
+                )  # fmt: skip
+                for i, s in enumerate(d.get("scribbles", []))
             ),
-            tuple(Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(b[4])) for b in d.get("boxes", [])),
+            tuple(
+                Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), _whole(b[4], f"{where}: box {i} class"))
+                for i, b in enumerate(d.get("boxes", []))
+            ),
         )
-    except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError) as err:
+    except WeakLabelError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError, RecursionError) as err:
         raise WeakLabelError(
             f"{where}: malformed record ({type(err).__name__}: {err}); expected "
             "{height, width, tags: [c], points: [[row, col, cls, radius]], scribbles: [{path, cls, width}], "
@@ -511,19 +536,31 @@ def save_weak_labels(path: str | Path, weak_set: WeakLabelSet) -> None:
     atomic_write_text(path, json.dumps(doc))
 
 
+def parse_json_text(text: str | bytes, where: str) -> object:
+    """``json.loads`` whose every failure (bad syntax, bad encoding, nesting deeper than Python's
+    recursion limit) is a :class:`WeakLabelError` naming ``where``: for files and uploads alike."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise WeakLabelError(f"{where}: JSON nested too deeply to be a weak-label file; re-export the annotations") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise WeakLabelError(f"{where}: not valid JSON ({err}); re-export the annotations") from None
+
+
 def load_weak_labels(path: str | Path) -> WeakLabelSet:
     """Read and validate a weak-label JSON file written by :func:`save_weak_labels`."""
     path = Path(path)
+    if path.is_dir():
+        raise WeakLabelError(f"{path}: is a folder; pass the weak-label JSON file")
     try:
-        doc = json.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise WeakLabelError(
             f"{path}: no such weak-label file; write one with `python -m workbench simulate`"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise WeakLabelError(f"{path}: not valid JSON ({err}); re-export the annotations") from None
     except OSError as err:
         raise WeakLabelError(f"{path}: cannot read the weak-label file ({err}); pass a readable JSON file") from None
+    doc = parse_json_text(text, str(path))
     if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT or not isinstance(doc.get("images"), dict):
         raise WeakLabelError(f"{path}: not a weak-label file (expected 'format': '{JSON_FORMAT}', 'classes', 'images')")
     classes = doc.get("classes", [])

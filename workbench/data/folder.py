@@ -13,12 +13,15 @@ converters write it. Every problem raises :class:`DatasetError` naming the file 
 from __future__ import annotations
 
 import json
+import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+MAX_IMAGE_PIXELS = 100_000_000  # width * height, checked from the header before any pixel is decoded
 REQUIRED_KEYS = {"name": str, "classes": list, "colors": list, "ignore_index": int, "splits": dict}
 
 
@@ -135,11 +138,10 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
 
 def list_split(info: DatasetInfo, split: str) -> list[str]:
     """Sorted image names of ``split``; every image must have its mask."""
+    names, skipped = _scan_split(info, split)
+    for problem in skipped:
+        warnings.warn(problem, stacklevel=2)
     folder = info.root / info.image_dir / split
-    if not folder.is_dir():
-        known = sorted(info.splits) or "none"
-        raise DatasetError(f"{folder}: no such split folder; splits in dataset.json: {known}")
-    names = sorted(p.name[: -len(info.image_ext)] for p in folder.iterdir() if p.name.endswith(info.image_ext))
     if not names:
         raise DatasetError(f"{folder}: no '*{info.image_ext}' images; check image_ext in dataset.json")
     missing = [n for n in names if not info.mask_path(split, n).is_file()]
@@ -151,17 +153,77 @@ def list_split(info: DatasetInfo, split: str) -> list[str]:
     return names
 
 
+def _scan_split(info: DatasetInfo, split: str) -> tuple[list[str], list[str]]:
+    """``(names of the split's regular image files, problems with the other entries)``.
+
+    A FIFO or device named like an image would block the reader forever, and a name that is
+    not valid UTF-8 cannot be written to JSON, a store or the terminal: both are skipped.
+    """
+    folder = info.root / info.image_dir / split
+    if not folder.is_dir():
+        known = sorted(info.splits) or "none"
+        raise DatasetError(f"{folder}: no such split folder; splits in dataset.json: {known}")
+    names, skipped = [], []
+    for p in folder.iterdir():
+        if not p.name.endswith(info.image_ext):
+            continue
+        shown = p.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        try:
+            p.name.encode("utf-8")
+        except UnicodeEncodeError:
+            skipped.append(f"{folder / shown}: file name is not valid UTF-8; skipped: rename it (e.g. with convmv)")
+            continue
+        try:
+            regular = stat.S_ISREG(p.stat().st_mode)  # follows symlinks: a link to an image is fine
+        except OSError:
+            regular = False  # a dangling symlink
+        if not regular:
+            skipped.append(f"{p}: not a regular file (a FIFO, device, folder or broken link); skipped: remove it")
+            continue
+        names.append(p.name[: -len(info.image_ext)])
+    return sorted(names), skipped
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB; grayscale, RGBA, palette and 16-bit images are converted."""
     path = Path(path)
+    _check_regular(path, "image")
     try:
-        with Image.open(path) as img:
-            img.load()
-            return image_to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                _check_pixels(path, img.size)
+                img.load()
+                return image_to_rgb(img)
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file missing") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetError(f"{path}: refused as a decompression bomb ({err}); downscale or remove it") from None
+    except DatasetError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"{path}: unreadable or corrupt image ({err}); re-export or remove it") from None
+
+
+def _check_regular(path: Path, what: str) -> None:
+    """Opening a FIFO blocks until someone writes to it: refuse anything but a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: {what} file missing") from None
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read the {what} ({err})") from None
+    if not stat.S_ISREG(mode):
+        raise DatasetError(f"{path}: not a regular file (a FIFO, device or folder); replace it with an {what} file")
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DatasetError(
+            f"{path}: {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS // 1_000_000} megapixels "
+            "(a corrupt header or a decompression bomb); downscale or remove it"
+        )
 
 
 def image_to_rgb(img: Image.Image) -> np.ndarray:
@@ -176,19 +238,28 @@ def image_to_rgb(img: Image.Image) -> np.ndarray:
 def read_mask(path: str | Path, info: DatasetInfo, shape: tuple[int, int] | None = None) -> np.ndarray:
     """``(H, W)`` uint8 index mask with void mapped to 255; checks values and (optionally) size."""
     path = Path(path)
+    _check_regular(path, "mask")
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGB", "RGBA"):
-                raise DatasetError(
-                    f"{path}: color mask ({img.mode}); masks must be index masks (mode L or P) holding class "
-                    "indices: convert it with `python -m workbench data convert`"
-                )
-            arr = np.asarray(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                _check_pixels(path, img.size)
+                img.load()
+                mode = img.mode
+                arr = np.asarray(img)
     except FileNotFoundError:
         raise DatasetError(f"{path}: mask file missing") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetError(f"{path}: refused as a decompression bomb ({err}); downscale or remove it") from None
+    except DatasetError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"{path}: unreadable or corrupt mask ({err}); re-export it") from None
+    if mode in ("RGB", "RGBA"):
+        raise DatasetError(
+            f"{path}: color mask ({mode}); masks must be index masks (mode L or P) holding class "
+            "indices: convert it with `python -m workbench data convert`"
+        )
     if arr.ndim != 2:
         raise DatasetError(f"{path}: mask must be 2-D, got shape {arr.shape}")
     if shape is not None and arr.shape != tuple(shape):
@@ -218,6 +289,7 @@ def validate_dataset(root: str | Path, splits: list[str] | None = None) -> list[
     problems = []
     for split in splits or sorted(info.splits):
         try:
+            problems.extend(_scan_split(info, split)[1])
             names = list_split(info, split)
         except DatasetError as err:
             problems.append(str(err))

@@ -158,6 +158,14 @@ class SpmlNet(nn.Module):
         self.memory: list[dict[str, torch.Tensor]] = []
         self.superpixel_cache: dict[tuple, np.ndarray] = {}
 
+    def resume_state(self) -> dict:
+        """The memory bank: training state outside the weights, saved with the checkpoint for an exact resume."""
+        return {"memory": [{k: v.detach().cpu() for k, v in bank.items()} for bank in self.memory]}
+
+    def load_resume_state(self, state: dict) -> None:
+        device = next(self.parameters()).device
+        self.memory = [{k: v.to(device) for k, v in bank.items()} for bank in state.get("memory", [])]
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"embed": (B, D, H, W) unit, "logits": (B, C, H, W), "tag_logits": (B, C), "deep": (B, K, h, w)}``."""
         stages = self.net.encoder(images)
