@@ -452,7 +452,7 @@ def test_an_unreadable_checkpoint_is_named(run_copy, damage):
 
 
 def test_a_checkpoint_of_another_class_count_is_explained(run_copy):
-    _edit_run_config(run_copy, lambda cfg: cfg["dataset"].update(classes=["a", "b", "c"]))
+    _edit_run_config(run_copy, lambda cfg: cfg["dataset"].update(classes=["a", "b", "c"], colors=[[0, 0, 0]] * 3))
     with pytest.raises(
         CheckpointError,
         match=r"shape mismatch in .*: checkpoint \(8,.*\) vs model \(3,.*\); it was trained with another architecture, encoder or class count",
@@ -720,3 +720,389 @@ def test_bad_uploads_are_refused(data, message):
 def test_uploads_that_need_converting_work(kind):
     image = check_upload(CONVERTIBLE[kind][0])
     assert image.shape == (20, 24, 3) and image.dtype == np.uint8
+
+
+# ============================================================================= issue 13: run ownership, resume, hangs
+# Each case of the adversarial report: the clear error (or the right behaviour) it now gets.
+
+from workbench import checkpoint as ckpt  # noqa: E402
+from workbench.engine import TrainingError  # noqa: E402
+from workbench.io import remove_stale_temps  # noqa: E402
+from workbench.models import ModelError  # noqa: E402
+from workbench.weak_labels import from_json_dict, load_weak_labels, parse_json_text  # noqa: E402
+
+
+def _tiny(data: Path, out: Path, **changes) -> TrainConfig:
+    base = TrainConfig(data=str(data), out=str(out), epochs=1, batch_size=4, limit_train=4, limit_val=2, log_every=1)
+    return dataclasses.replace(base, **changes)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_second_process_on_a_locked_run_directory_is_refused_naming_the_holder(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    with ckpt.RunLock(out):  # another training process holds the folder (flock: per open file, so this conflicts)
+        with pytest.raises(ckpt.RunBusyError, match=rf"pid {os.getpid()}.*choose another --out"):
+            train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, out))
+        assert ckpt.run_files(out) == [], "the refused run wrote into the locked folder"
+    train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, out))  # released: the folder can be used
+
+
+def test_the_lock_of_a_dead_process_is_taken_over(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ckpt.LOCK_FILE).write_text("999999999\n")  # a killed run's lock file: the kernel dropped its flock
+    train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, out))
+    assert (out / "report.json").is_file()
+
+
+def test_a_new_run_refuses_a_folder_holding_another_run_and_touches_nothing(trained_run, synthetic_root, tmp_path):
+    out = Path(shutil.copytree(trained_run, tmp_path / "old"))
+    before = _snapshot(out)
+    with pytest.raises(CheckpointError, match="holds another run.*--overwrite"):
+        train(METHODS["supervised"], METHODS["supervised"].Config(), _tiny(synthetic_root, out))
+    assert _snapshot(out) == before
+    assert main(["train", "--method", "supervised", "--data", str(synthetic_root), "--out", str(out)]) == 2
+    assert _snapshot(out) == before
+
+
+def test_overwrite_replaces_the_old_run_whole(trained_run, synthetic_root, tmp_path):
+    out = Path(shutil.copytree(trained_run, tmp_path / "old"))
+    (out / "metrics.jsonl").write_text('{"step": 999, "loss": 1.0}\n')
+    config = _tiny(synthetic_root, out, overwrite=True)
+    train(METHODS["supervised"], METHODS["supervised"].Config(), config)
+    assert json.loads((out / "config.json").read_text())["method"] == "supervised"
+    assert all(r["step"] != 999 for r in ckpt.read_jsonl(out / "metrics.jsonl")), "the old log survived"
+    with pytest.raises(ConfigError, match="not both"):
+        dataclasses.replace(config, resume=True)
+
+
+def test_resume_onto_a_folder_without_checkpoint_is_an_error(synthetic_root, tmp_path):
+    for out in (tmp_path / "missing", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(CheckpointError, match="nothing to resume.*drop --resume"):
+            train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, out, resume=True))
+
+
+@pytest.mark.parametrize(
+    "method, change, field",
+    [
+        ("supervised", {}, "holds a partial_ce run"),
+        ("partial_ce", {"batch_size": 2}, "batch_size"),
+        ("partial_ce", {"lr": 1e-2}, "lr"),
+        ("partial_ce", {"supervision": "points"}, "supervision"),
+        ("partial_ce", {"data": "OTHER"}, "training data differ"),
+        ("partial_ce", {"label_smoothing": 0.2}, "label_smoothing"),
+    ],
+)
+def test_resume_refuses_another_method_setting_or_data_naming_it(
+    trained_run, synthetic_root, dataset, tmp_path, method, change, field
+):
+    out = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = _snapshot(out)
+    change = dict(change)
+    method_change = {k: change.pop(k) for k in list(change) if k == "label_smoothing"}
+    if change.get("data") == "OTHER":  # the same folder layout with one image of other content
+        info = load_dataset_info(dataset)
+        first = list_split(info, "train")[0]
+        Image.fromarray(RNG.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(info.image_path("train", first))
+        change["data"] = str(dataset)
+    config = dataclasses.replace(_tiny(synthetic_root, out, resume=True), **change)
+    m = METHODS[method]
+    with pytest.raises(ConfigError, match=rf"--resume: .*{re.escape(field)}"):
+        train(m, dataclasses.replace(m.Config(), **method_change), config)
+    assert _snapshot(out) == before, "a refused resume rewrote the run"
+
+
+def test_resume_may_move_the_data_and_add_epochs(trained_run, synthetic_root, dataset, tmp_path):
+    out = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    train(partial_ce, partial_ce.Config(), _tiny(dataset, out, resume=True, epochs=2))  # a copy: same fingerprint
+    assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 2
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_the_cause(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"NaN or infinite .*epoch 1\).*lr=1e\+30 is far too high"):
+        train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, out, lr=1e30, epochs=2, limit_train=8))
+    assert not (out / STATE_FILE).exists() and not (out / "report.json").exists(), "a NaN model was saved"
+    assert all(math.isfinite(r.get("loss", 0.0)) for r in ckpt.read_jsonl(out / "metrics.jsonl")), "NaN was logged"
+    args = ["train", "--method", "partial_ce", "--data", str(synthetic_root), "--out", str(tmp_path / "cli")]
+    assert main([*args, "--lr=1e30", "--epochs=1", "--batch_size=4", "--limit_train=8"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"at step \d+ \(epoch 1\)", err) and "Traceback" not in err
+
+
+def test_the_first_non_finite_step_is_named(synthetic_root, tmp_path, monkeypatch):
+    real_step = partial_ce.training_step
+    calls = iter(range(100))
+
+    def nan_at_third_step(model, batch, config):
+        out = real_step(model, batch, config)
+        if next(calls) == 2:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(partial_ce, "training_step", nan_at_third_step)
+    with pytest.raises(TrainingError, match=r"loss became NaN or infinite at step 3 \(epoch 1\)"):
+        train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, tmp_path / "run", limit_train=None, log_every=50))
+
+
+def test_weak_labels_naming_no_image_are_an_error(synthetic_root, tmp_path):
+    classes = load_dataset_info(synthetic_root).classes
+    path = tmp_path / "weak.json"
+    save_weak_labels(path, WeakLabelSet(classes, {"not_an_image": WeakLabels(32, 32, frozenset({1}))}))
+    with pytest.raises(WeakLabelError, match=r"none of its 1 labelled images is in split 'train'.*'not_an_image'"):
+        train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, tmp_path / "run", weak_labels=str(path)))
+    assert not (tmp_path / "run").exists()
+
+
+def test_partial_weak_label_matches_are_reported_with_counts(synthetic_root, tmp_path, capsys):
+    info = load_dataset_info(synthetic_root)
+    names = list_split(info, "train")[:4]
+    labels = {n: WeakLabels(32, 32, frozenset({0}), (Point(3, 3, 0),)) for n in names[:2]}
+    labels.update({"stray_1": WeakLabels(32, 32), "stray_2": WeakLabels(32, 32)})
+    path = tmp_path / "weak.json"
+    save_weak_labels(path, WeakLabelSet(info.classes, labels))
+    out = tmp_path / "run"
+    train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, out, weak_labels=str(path), supervision="points"))
+    expected = "labels for 2 of 4 train images; 2 names match no image of the split (e.g. 'stray_1')"
+    assert expected in capsys.readouterr().err
+    assert any(expected in r.get("message", "") for r in ckpt.read_jsonl(out / "metrics.jsonl"))
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"height": 32, "width": 32, "points": [[3, 3, 3.7]]}, r"point 0 class must be a whole number, got 3\.7"),
+        ({"height": 64.9, "width": 32}, r"height must be a whole number, got 64\.9"),
+        ({"height": 32, "width": 32, "tags": [1.5]}, "tag must be a whole number"),
+        ({"height": 32, "width": 32, "boxes": [[0, 0, 5, 5, True]]}, "box 0 class must be a whole number"),
+        ({"height": 32, "width": 32, "scribbles": [{"path": [[0, 0], [1, 1]], "cls": 0.5}]}, "scribble 0 class"),
+    ],
+)
+def test_fractional_classes_and_sizes_are_refused_not_truncated(record, message):
+    with pytest.raises(WeakLabelError, match=message):
+        from_json_dict(record)
+
+
+def test_infinity_box_coordinates_are_refused(tmp_path):
+    path = tmp_path / "weak.json"
+    path.write_text(
+        '{"format": "weakseg-weak-labels/1", "classes": ["a", "b"], '
+        '"images": {"x": {"height": 8, "width": 8, "boxes": [[0, 0, Infinity, 4, 1]]}}}'
+    )
+    with pytest.raises(WeakLabelError, match="box 0 has a non-finite coordinate"):
+        load_weak_labels(path)
+
+
+def test_deeply_nested_json_is_a_weak_label_error(tmp_path):
+    text = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(WeakLabelError, match="nested too deeply"):
+        parse_json_text(text, "upload")
+    (tmp_path / "deep.json").write_text(text)
+    with pytest.raises(WeakLabelError, match="nested too deeply"):
+        load_weak_labels(tmp_path / "deep.json")
+
+
+def test_a_fifo_named_like_an_image_does_not_hang_validate(dataset, capsys):
+    info = load_dataset_info(dataset)
+    os.mkfifo(info.image_path("train", "zz_fifo"))
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("validate blocked on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)  # a regression would block forever in open(); fail instead
+    try:
+        problems = validate_dataset(dataset)
+        with pytest.raises(DatasetError, match="not a regular file"):
+            read_image(info.image_path("train", "zz_fifo"))
+        with pytest.warns(UserWarning, match="not a regular file"):
+            names = list_split(info, "train")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert any("zz_fifo.png: not a regular file" in p and "skipped" in p for p in problems)
+    assert "zz_fifo" not in names
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_message(dataset, tmp_path, capsys):
+    info = load_dataset_info(dataset)
+    first = list_split(info, "train")[0]
+    bad = os.fsdecode(b"caf\xe9")  # latin-1 bytes: a surrogate-escaped str
+    shutil.copy(info.image_path("train", first), info.image_path("train", bad))
+    shutil.copy(info.mask_path("train", first), info.mask_path("train", bad))
+    problems = validate_dataset(dataset)
+    assert any("not valid UTF-8" in p for p in problems)
+    assert main(["simulate", "--data", str(dataset), "--kind", "points", "--out", str(tmp_path / "w.json")]) == 0
+    assert bad not in load_weak_labels(tmp_path / "w.json").labels
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"num_workers": 100000}, "num_workers 100000 is over the limit of 64"),
+        ({"image_size": (100000, 100000)}, r"8 to 4096 pixels each \(the limit\)"),
+        ({"batch_size": 10**6}, "batch_size 1000000 is over the limit"),
+        ({"epochs": 10**9}, "epochs 1000000000 is over the limit"),
+        ({"scale_min": 2.0, "scale_max": 0.5}, "scale_min 2.0 is above scale_max 0.5"),
+        ({"device": "tpu"}, "device 'tpu' is not supported; use auto, cpu"),
+    ],
+)
+def test_resource_knobs_are_bounded_naming_the_limit(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("--device=tpu", "device 'tpu' is not supported"),
+        ("--scale_min=2", "scale_min 2.0 is above scale_max"),
+        ("--num_workers=100000", "over the limit of 64"),
+        ("--image_size=100000,100000", "the limit"),
+    ],
+)
+def test_cli_resource_and_device_errors_are_one_line(synthetic_root, tmp_path, capsys, setting, message):
+    args = ["train", "--method", "partial_ce", "--data", str(synthetic_root), "--out", str(tmp_path / "r"), setting]
+    assert main([*args, "--scale_max=0.5"] if "scale_min" in setting else args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_device_tpu_for_eval_is_one_line(run_copy, synthetic_root, capsys):
+    assert main(["eval", "--checkpoint", str(run_copy), "--data", str(synthetic_root), "--device", "tpu"]) == 2
+    assert "device 'tpu' is not supported" in capsys.readouterr().err
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` (1-bit gray) with one empty IDAT: built in
+    microseconds, where encoding a real 100000x100000 image takes a minute."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def _bomb_dataset(dataset: Path) -> tuple[Path, Path]:
+    info = load_dataset_info(dataset)
+    name = list_split(info, "train")[0]
+    info.image_path("train", name).write_bytes(_png_claiming(100_000, 100_000))
+    return info.image_path("train", name), dataset
+
+
+def test_a_decompression_bomb_is_refused_in_validate_train_and_predict(dataset, run_copy, tmp_path, capsys):
+    bomb, _ = _bomb_dataset(dataset)
+    problems = validate_dataset(dataset)
+    assert any(f"{bomb}: refused as a decompression bomb" in p for p in problems)
+    with pytest.raises(DatasetError, match="decompression bomb"):
+        train(partial_ce, partial_ce.Config(), _tiny(dataset, tmp_path / "new", limit_train=None))
+    assert main(["predict", "--checkpoint", str(run_copy), "--images", str(bomb), "--out", str(tmp_path / "p")]) == 2
+    assert "decompression bomb" in capsys.readouterr().err
+    smaller = tmp_path / "big.png"  # under PIL's own limit, over ours: refused from the header, before decoding
+    smaller.write_bytes(_png_claiming(12_000, 10_000))
+    with pytest.raises(DatasetError, match="12000x10000 pixels, over the limit of 89 megapixels"):
+        read_image(smaller)
+
+
+def test_pretrained_weights_without_network_are_a_clear_error(synthetic_root, tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("[Errno 111] Connection refused")  # what requests / huggingface_hub raise offline
+
+    monkeypatch.setattr(partial_ce, "build", offline)
+    config = _tiny(synthetic_root, tmp_path / "run", encoder_weights="imagenet")
+    with pytest.raises(ModelError, match="encoder_weights='imagenet': could not fetch.*encoder_weights=None"):
+        train(partial_ce, partial_ce.Config(), config)
+    with pytest.raises(OSError):  # without pretrained weights an OSError is not a network problem: not relabelled
+        train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(method="no_such_method"), "unknown method 'no_such_method'"),
+        (lambda c: c["method_config"].update(extra_field=1), "method_config does not fit method partial_ce"),
+        (lambda c: c["method_config"].update(label_smoothing=5), "label_smoothing"),
+        (lambda c: c.pop("train_config"), "'train_config' is missing"),
+        (lambda c: c.pop("method_config"), "'method_config' is missing"),
+        (lambda c: c.update(image_size=[0, "x"]), "image_size must be"),
+        (lambda c: c.update(image_size=[100000, 100000]), "image_size must be"),
+        (lambda c: c["dataset"]["colors"][0].__setitem__(0, 300), "dataset.colors must be"),
+        (lambda c: c["dataset"].pop("classes"), "dataset.classes must be"),
+    ],
+)
+def test_an_edited_config_json_names_the_field(run_copy, synthetic_root, tmp_path, capsys, edit, message):
+    _edit_run_config(run_copy, edit)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_run(run_copy, device="cpu")
+    assert (
+        main(["predict", "--checkpoint", str(run_copy), "--data", str(synthetic_root), "--out", str(tmp_path / "p")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "config.json" in err and "Traceback" not in err
+
+
+def test_a_config_json_naming_another_method_is_refused(run_copy):
+    _edit_run_config(run_copy, lambda c: c.update(method="spml"))
+    with pytest.raises(CheckpointError):
+        load_run(run_copy, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--method", "partial_ce", "--out", "{file}"], "is a file, not a folder"),
+        (["train", "--method", "partial_ce", "--out", "{file}/run"], "is a file, not a folder"),
+        (["simulate", "--data", "{data}", "--kind", "points", "--out", "{dir}"], "is a folder; pass the path"),
+        (["annotations", "import", "--store", "{dir}", "--json", "{file}"], "is a folder; pass the path"),
+        (["predict", "--checkpoint", "{dir}", "--images", "{file}", "--out", "{file}"], "is a file, not a folder"),
+        (["eval", "--checkpoint", "{dir}", "--data", "{data}", "--out", "{file}"], "is a file, not a folder"),
+        (["data", "generate", "--size", "64by64", "--out", "{dir}/g"], "expected HEIGHTxWIDTH"),
+        (["data", "generate", "--size", "0x0", "--out", "{dir}/g"], "each side must be 8..4096"),
+        (["data", "generate", "--size", "64x64", "--train", "0", "--out", "{dir}/g"], "--train=0"),
+    ],
+)
+def test_cli_paths_of_the_wrong_kind_are_one_line_errors(synthetic_root, tmp_path, capsys, argv, message):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir").mkdir()
+    subs = {"{file}": str(tmp_path / "a_file"), "{dir}": str(tmp_path / "a_dir"), "{data}": str(synthetic_root)}
+    for k, v in subs.items():
+        argv = [a.replace(k, v) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.splitlines()[-1].startswith("error:") and "Traceback" not in err
+    assert (tmp_path / "a_file").read_text() == "x" and list((tmp_path / "a_dir").iterdir()) == []
+
+
+def test_debug_shows_the_traceback(synthetic_root, tmp_path, monkeypatch, capsys):
+    argv = ["train", "--method", "partial_ce", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    with pytest.raises(DatasetError):
+        main([*argv, "--debug"])
+    monkeypatch.setenv("WORKBENCH_DEBUG", "1")
+    with pytest.raises(DatasetError):
+        main(argv)
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
+    stale = tmp_path / ".report.json.abc123.tmp"
+    stale.write_bytes(b"\0" * 1000)  # a kill mid-write: nobody holds its lock any more
+    other = tmp_path / ".metrics.jsonl.abc123.tmp"
+    other.write_text("not ours")
+    with atomic_path(tmp_path / "report.json") as tmp:
+        tmp.write_text("{}")
+        assert not stale.exists()
+    assert other.exists(), "only the temp files of the file being written are cleaned"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".metrics.jsonl.abc123.tmp", "report.json"]
+
+
+def test_a_live_writers_temp_file_is_left_alone(tmp_path):
+    with atomic_path(tmp_path / "w.bin") as live:
+        live.write_bytes(b"half")
+        assert remove_stale_temps(tmp_path / "w.bin") == [] and live.exists()

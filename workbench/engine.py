@@ -477,7 +477,7 @@ def _train_locked(method, method_config, config, train_ds, val_ds, model, device
                 record = {"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]}
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
                 log(record)
-        _check_finite(first_bad, config, epoch)  # before a checkpoint could keep the damage
+        _check_finite(first_bad, config, epoch, model)  # before a checkpoint could keep the damage
         seconds = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "step": step, "seconds": seconds, "images_per_s": n_seen / max(seconds, 1e-9)}
         record.update({f"train_{k}": float(v) / max(len(loader), 1) for k, v in running.items()})
@@ -522,10 +522,14 @@ def _evaluate_and_show(board, step: int, method, model, val_ds, device, split, c
     return summary
 
 
-def _check_finite(first_bad: torch.Tensor, config: TrainConfig, epoch: int) -> None:
-    """Stop with the step of the first non-finite loss and its likely cause (this syncs with the device)."""
+def _check_finite(first_bad: torch.Tensor, config: TrainConfig, epoch: int, model: nn.Module | None = None) -> None:
+    """Stop with the step of the first non-finite loss and its likely cause (this syncs with the device).
+
+    With ``model``, also its weights: one update can overflow them while the loss it came from was finite.
+    """
     bad = int(first_bad)
-    if bad < 0:
+    broken_weights = model is not None and not all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    if bad < 0 and not broken_weights:
         return
     if config.lr > 0.1:
         cause = f"the learning rate lr={config.lr:g} is far too high (the default is {TrainConfig.lr:g}): lower it"
@@ -534,9 +538,14 @@ def _check_finite(first_bad: torch.Tensor, config: TrainConfig, epoch: int) -> N
             f"the learning rate lr={config.lr:g} may still be too high for this method, or the loss overflowed: "
             "lower lr, or try amp=false; check the labels if it persists"
         )
+    what = (
+        f"the training loss became NaN or infinite at step {bad}"
+        if bad >= 0
+        else f"the weights became NaN or infinite in epoch {epoch + 1} (the loss was still finite)"
+    )
     raise TrainingError(
-        f"the training loss became NaN or infinite at step {bad} (epoch {epoch + 1}); likely cause: {cause}. "
-        f"The last checkpoint in {config.out} was written before it"
+        f"{what} (epoch {epoch + 1}); likely cause: {cause}. Training stopped; the last checkpoint in "
+        f"{config.out} (if any) is from before it"
     )
 
 

@@ -489,16 +489,19 @@ def from_json_dict(d: dict, where: str = "weak labels") -> WeakLabels:
             frozenset(_whole(t, f"{where}: tag") for t in d.get("tags", [])),
             tuple(
                 Point(
-                    float(p[0]), float(p[1]), _whole(p[2], f"{where}: point {i} class"),
+                    float(p[0]),
+                    float(p[1]),
+                    _whole(p[2], f"{where}: point {i} class"),
                     float(p[3]) if len(p) > 3 else 0.0,
-                )  # fmt: skip
+                )
                 for i, p in enumerate(d.get("points", []))
             ),
             tuple(
                 Scribble(
-                    tuple((float(r), float(c)) for r, c in s["path"]), _whole(s["cls"], f"{where}: scribble {i} class"),
+                    tuple((float(r), float(c)) for r, c in s["path"]),
+                    _whole(s["cls"], f"{where}: scribble {i} class"),
                     float(s.get("width", 3.0)),
-                )  # fmt: skip
+                )
                 for i, s in enumerate(d.get("scribbles", []))
             ),
             tuple(
@@ -542,7 +545,9 @@ def parse_json_text(text: str | bytes, where: str) -> object:
     try:
         return json.loads(text)
     except RecursionError:
-        raise WeakLabelError(f"{where}: JSON nested too deeply to be a weak-label file; re-export the annotations") from None
+        raise WeakLabelError(
+            f"{where}: JSON nested too deeply to be a weak-label file; re-export the annotations"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise WeakLabelError(f"{where}: not valid JSON ({err}); re-export the annotations") from None
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MAX_IMAGE_PIXELS = 100_000_000  # width * height, checked from the header before any pixel is decoded
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # ~89 MP, width * height from the header, before any pixel is decoded
 REQUIRED_KEYS = {"name": str, "classes": list, "colors": list, "ignore_index": int, "splits": dict}
 
 
@@ -190,14 +190,14 @@ def read_image(path: str | Path) -> np.ndarray:
     _check_regular(path, "image")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_pixels refuses it
             with Image.open(path) as img:
                 _check_pixels(path, img.size)
                 img.load()
                 return image_to_rgb(img)
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file missing") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except Image.DecompressionBombError as err:
         raise DatasetError(f"{path}: refused as a decompression bomb ({err}); downscale or remove it") from None
     except DatasetError:
         raise
@@ -221,7 +221,7 @@ def _check_pixels(path: Path, size: tuple[int, int]) -> None:
     width, height = size
     if width * height > MAX_IMAGE_PIXELS:
         raise DatasetError(
-            f"{path}: {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS // 1_000_000} megapixels "
+            f"{path}: {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels "
             "(a corrupt header or a decompression bomb); downscale or remove it"
         )
 
@@ -241,7 +241,7 @@ def read_mask(path: str | Path, info: DatasetInfo, shape: tuple[int, int] | None
     _check_regular(path, "mask")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_pixels refuses it
             with Image.open(path) as img:
                 _check_pixels(path, img.size)
                 img.load()
@@ -249,7 +249,7 @@ def read_mask(path: str | Path, info: DatasetInfo, shape: tuple[int, int] | None
                 arr = np.asarray(img)
     except FileNotFoundError:
         raise DatasetError(f"{path}: mask file missing") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except Image.DecompressionBombError as err:
         raise DatasetError(f"{path}: refused as a decompression bomb ({err}); downscale or remove it") from None
     except DatasetError:
         raise
