@@ -38,7 +38,7 @@ def main() -> None:
     for name, method, supervision in ROWS:
         config = TrainConfig(
             data=args.data, out=f"{args.runs}/camvid_{name}_{supervision}", supervision=supervision,
-            image_size=size, epochs=args.epochs, batch_size=8,
+            image_size=size, epochs=args.epochs, batch_size=8, overwrite=True,
         )  # fmt: skip
         cost = make_datasets(method, config)[0].annotation_cost()
         t0 = time.perf_counter()

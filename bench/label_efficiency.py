@@ -113,6 +113,7 @@ def run_one(row: str, seed: int, args, size: tuple[int, int]) -> dict:
         out=f"{args.runs}/{args.dataset}_{args.regime}/{slug}_seed{seed}", supervision=supervision,
         image_size=size, epochs=args.epochs, batch_size=args.batch_size, encoder=encoder, encoder_weights=weights,
         seed=seed, eval_every=args.eval_every, limit_train=args.limit_train, limit_val=args.limit_val, **simulation,
+        overwrite=True,
     )  # fmt: skip
     train_ds = make_datasets(method, config)[0]
     cost = train_ds.annotation_cost()

@@ -62,7 +62,7 @@ def train_config(dataset: str, data_root: Path, row: str, weak_shot: bool, runs:
     config = TrainConfig(
         data=str(data_root / dataset), out=str(runs / dataset / row),
         protocol=budget["protocol"] if weak_shot else None, image_size=budget["image_size"],
-        epochs=budget["epochs"], batch_size=BATCH_SIZE,
+        epochs=budget["epochs"], batch_size=BATCH_SIZE, overwrite=True,
     )  # fmt: skip
     return dataclasses.replace(config, **overrides)
 

@@ -104,7 +104,9 @@ plots.weak_label_view(image, weak, colors, info.classes, "simulated scribbles") 
 # `metrics.jsonl`, a safetensors checkpoint and `report.json` / `report.md`.
 
 # %%
-base = TrainConfig(data=str(data_root), epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=2)
+base = TrainConfig(
+    data=str(data_root), epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=2, overwrite=True
+)  # overwrite: re-running the notebook replaces its runs
 plan = {"partial CE, scribbles": (partial_ce, "scribbles"), "supervised, dense": (supervised, "dense")}
 summaries, run_dirs = {}, {}
 for label, (method, supervision) in plan.items():

@@ -143,7 +143,9 @@ ROWS = [  # (name, method, supervision, simulation overrides)
     ("boxes", partial_ce, "boxes", {}),
     ("dense", supervised, "dense", {}),
 ]
-base = TrainConfig(data=str(data_root), epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5)
+base = TrainConfig(
+    data=str(data_root), epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5, overwrite=True
+)  # overwrite: re-running the notebook replaces its runs
 
 
 def seconds(weak) -> float:  # modelled time to annotate one image's weak labels

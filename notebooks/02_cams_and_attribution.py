@@ -57,7 +57,9 @@ C, colors = info.num_classes, np.asarray(info.colors, dtype=np.uint8)
 #   clicks over its own pixel embeddings and learns from both.
 
 # %%
-base = TrainConfig(data=str(data_root), epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5)
+base = TrainConfig(
+    data=str(data_root), epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5, overwrite=True
+)  # overwrite: re-running the notebook replaces its runs
 cam_config, point_config = cam.Config(cam_stage=-2), single_stage.Config()
 cam_summary = train(cam, cam_config, replace(base, supervision="tags", out=str(work / "cam")))
 point_summary = train(single_stage, point_config, replace(base, supervision="points", out=str(work / "points")))

@@ -73,7 +73,9 @@ C, colors = info.num_classes, np.asarray(info.colors, dtype=np.uint8)
 # embeddings predicts the classes, later also from random-walk pseudo-labels.
 
 # %%
-base = TrainConfig(data=str(data_root), epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5)
+base = TrainConfig(
+    data=str(data_root), epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5, overwrite=True
+)  # overwrite: re-running the notebook replaces its runs
 methods = {"partial CE": partial_ce, "single-stage": single_stage, "SPML": spml}
 summaries, runs = {}, {}
 for label, method in methods.items():

@@ -103,8 +103,9 @@ plots.mask_panels(image, {"full mask": gt, "what training sees": split.hide_nove
 
 # %%
 base = TrainConfig(
-    data=str(data_root), protocol=PROTOCOL, epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5
-)
+    data=str(data_root), protocol=PROTOCOL, epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5,
+    overwrite=True,  # re-running the notebook replaces its runs
+)  # fmt: skip
 rows = {
     "supervised, base only": (supervised, supervised.Config()),
     "SimFormer": (simformer, simformer.Config()),

@@ -58,8 +58,9 @@ data_root = ensure_sized_synthetic(WORKDIR, SIZES["side"], SIZES["train"], SIZES
 
 # %%
 config = TrainConfig(
-    data=str(data_root), supervision="points", epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5
-)
+    data=str(data_root), supervision="points", epochs=SIZES["epochs"], batch_size=SIZES["batch_size"], log_every=5,
+    overwrite=True,  # re-running the notebook replaces its run
+)  # fmt: skip
 summary = train(partial_ce, partial_ce.Config(), replace(config, out=str(work / "run")))
 print(f"mIoU {summary['miou']:.3f}")
 

@@ -114,7 +114,9 @@ for root in available.values():
 if TRAIN_ON in available:
     info = load_dataset_info(available[TRAIN_ON])
     colors = np.asarray(info.colors, dtype=np.uint8)
-    config = TrainConfig(data=str(available[TRAIN_ON]), out=str(work / TRAIN_ON), supervision="scribbles", **SIZES)
+    config = TrainConfig(
+        data=str(available[TRAIN_ON]), out=str(work / TRAIN_ON), supervision="scribbles", overwrite=True, **SIZES
+    )
     summary = train(partial_ce, partial_ce.Config(), config)
     method, model, cfg = load_run(work / TRAIN_ON)
     image_name = list_split(info, "val")[0]
@@ -173,7 +175,8 @@ save_index_png(bad, good_mask, palette)  # put the good mask back
 assert validate_dataset(root) == []
 
 # %%
-mine = train(supervised, supervised.Config(), TrainConfig(data=str(root), out=str(work / "my_run"), epochs=2))
+mine_config = TrainConfig(data=str(root), out=str(work / "my_run"), epochs=2, overwrite=True)  # re-runs replace it
+mine = train(supervised, supervised.Config(), mine_config)
 print(f"my_dataset: mIoU {mine['miou']:.3f} after 2 epochs")
 
 # %% [markdown]

@@ -24,7 +24,7 @@ TARGET_MIOU = 0.5
 
 def run_demo(out: Path, epochs: int = 15) -> int:
     """Return 0 when the supervised model reaches ``TARGET_MIOU``, 1 otherwise."""
-    base = TrainConfig(epochs=epochs, batch_size=16)
+    base = TrainConfig(epochs=epochs, batch_size=16, overwrite=True)  # a demo re-run replaces its runs
     results = {}
     for name, method, supervision in (("dense", supervised, "dense"), ("scribbles", partial_ce, "scribbles")):
         config = dataclasses.replace(base, out=str(out / name), supervision=supervision)
