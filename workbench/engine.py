@@ -363,17 +363,85 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     model: nn.Module | None = None,
 ) -> dict:
-    """Train ``method`` and return the final evaluation summary (also in ``out/report.json``).
+    """Train ``method``; return ``{"stopped", "epoch", "step"}`` plus, when it ran to the end, the
+    final evaluation summary (also in ``out/report.json``).
 
     ``on_log`` receives every metrics record as it is written; ``should_stop`` is polled
-    every step (a dashboard's cancel button). ``model`` continues from given weights.
+    every step (a dashboard's cancel button: the run returns ``stopped=True`` without an
+    evaluation). ``model`` continues from given weights.
     Under ``torchrun`` the model is wrapped in :class:`MethodDDP` and rank 0 alone writes
     the run directory; ``training_step`` must call ``model(...)`` once per step (that call
     starts DDP's gradient synchronisation) and may also use the model's submodules.
 
     The run directory is locked while training; a folder holding another run is refused
     unless ``config.overwrite`` (and only then, holding the lock, are its files removed).
+    The four phases are :func:`setup_run`, :func:`train_epoch`, :func:`save_epoch` and :func:`finish_run`.
     """
+    run = setup_run(method, method_config, config, on_log, model)
+    try:
+        for epoch in range(run.start_epoch, config.epochs):
+            if not train_epoch(run, epoch, should_stop):
+                return finish_run(run, stopped_in=epoch)
+            save_epoch(run, epoch)
+        return finish_run(run)
+    finally:
+        run.release()
+
+
+@dataclass
+class TrainRun:
+    """Everything one training run holds between its phases (built by :func:`setup_run`)."""
+
+    method: ModuleType
+    method_config: object
+    config: TrainConfig
+    train_ds: SegmentationDataset
+    val_ds: SegmentationDataset
+    model: nn.Module  # the plain model: weights, checkpoints, evaluation
+    trained: nn.Module  # what the steps call: the model, under DDP and/or torch.compile
+    device: torch.device
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    identity: dict  # what a resume must agree with (run_identity)
+    start_epoch: int
+    step: int
+    on_log: Callable[[dict], None] | None = None
+    lock: ckpt.RunLock | None = None
+    board: tensorboard.Board | None = None  # rank 0 with tensorboard installed
+    label_check: dict | None = None  # imported labels lost in the resize (check_imported_labels)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.out)
+
+    def log(self, record: dict) -> None:
+        if dist.is_main():
+            ckpt.append_jsonl(self.run_dir / "metrics.jsonl", record)
+            if self.board is not None:
+                self.board.log(record)
+            if self.on_log is not None:
+                self.on_log(record)
+
+    def release(self) -> None:
+        """Close the TensorBoard writer and drop the lock (also after an error)."""
+        if self.board is not None:
+            self.board.close()
+            self.board = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def setup_run(
+    method: ModuleType,
+    method_config,
+    config: TrainConfig,
+    on_log: Callable[[dict], None] | None = None,
+    model: nn.Module | None = None,
+) -> TrainRun:
+    """Check, build data and model, lock and claim the run directory, resume; nothing is written
+    into the folder before this process holds its lock."""
     check_numbers(method_config)  # before anything is written
     run_dir = Path(config.out)
     if dist.is_main():  # fail before the slow setup; this check writes nothing
@@ -396,122 +464,134 @@ def train(
     identity = run_identity(method, method_config, config, data_fingerprint(train_ds, config))
     lock = ckpt.RunLock(run_dir).acquire() if dist.is_main() else None
     try:
-        return _train_locked(
-            method, method_config, config, train_ds, val_ds, model, device, identity, on_log, should_stop
+        loader = make_loader(train_ds, config.batch_size, True, config, device)  # one loader: workers keep caches
+        steps_per_epoch = len(loader)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
         )
-    finally:
+        if dist.is_main():
+            ckpt.claim_run_dir(run_dir, config.resume, config.overwrite)  # holding the lock: now the folder is ours
+        start_epoch = _resume(run_dir, model, optimizer, scheduler, identity) if config.resume else 0
+        if dist.is_main():
+            if start_epoch > 0:
+                _forget_after(run_dir / "metrics.jsonl", start_epoch * steps_per_epoch)
+            ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
+        run = TrainRun(
+            method, method_config, config, train_ds, val_ds, model, _wrap(model, device, config), device, loader,
+            optimizer, scheduler, identity, start_epoch, start_epoch * steps_per_epoch, on_log, lock,
+        )  # fmt: skip
+        run.board = tensorboard.open_board(run_dir, run.step) if dist.is_main() else None
+    except BaseException:
         if lock is not None:
             lock.release()
-
-
-def _train_locked(method, method_config, config, train_ds, val_ds, model, device, identity, on_log, should_stop):
-    run_dir = Path(config.out)
-    info, split = train_ds.info, train_ds.class_split
-    loader = make_loader(train_ds, config.batch_size, True, config, device)  # one loader: workers keep their caches
-    steps_per_epoch = len(loader)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
-    )
-    if dist.is_main():
-        ckpt.claim_run_dir(run_dir, config.resume, config.overwrite)  # holding the lock: now the folder is ours
-    start_epoch = _resume(run_dir, model, optimizer, scheduler, identity) if config.resume else 0
-    if dist.is_main():
-        if start_epoch > 0:
-            _forget_after(run_dir / "metrics.jsonl", start_epoch * steps_per_epoch)
-        ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
-    trained = _wrap(model, device, config)
-    board = tensorboard.open_board(run_dir, start_epoch * steps_per_epoch) if dist.is_main() else None
-
-    def log(record: dict) -> None:
-        if dist.is_main():
-            ckpt.append_jsonl(run_dir / "metrics.jsonl", record)
-            if board is not None:
-                board.log(record)
-            if on_log is not None:
-                on_log(record)
-
-    label_check = check_imported_labels(train_ds) if dist.is_main() else None  # imported labels lost in the resize
-    if label_check is not None:
-        log({"event": "label_check", **label_check})
+        raise
+    run.label_check = check_imported_labels(train_ds) if dist.is_main() else None
+    if run.label_check is not None:
+        run.log({"event": "label_check", **run.label_check})
     report = getattr(train_ds, "weak_label_report", None)
     if report and dist.is_main():
         print(report, file=sys.stderr)
-        log({"event": "weak_labels", "step": start_epoch * steps_per_epoch, "message": report})
-    step = start_epoch * steps_per_epoch
-    total_steps = config.epochs * steps_per_epoch
-    for epoch in range(start_epoch, config.epochs):
-        trained.train()
-        loader.sampler.set_epoch(epoch)
-        running: dict[str, torch.Tensor] = {}
-        t0, n_seen = time.perf_counter(), 0
-        first_bad = torch.full((), -1, dtype=torch.long, device=device)  # step of the first non-finite loss
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if dist.is_main() else True
-        )
-        for batch in bar:
-            if should_stop is not None and should_stop():
-                log({"event": "stopped", "epoch": epoch, "step": step})
-                if dist.is_main():
-                    ckpt.save_checkpoint(run_dir, model)
-                    if board is not None:
-                        board.close()
-                return {"stopped": True, "epoch": epoch, "step": step}
-            batch = _to_device(batch, device, config.channels_last)
-            batch["progress"] = step / max(total_steps - 1, 1)
-            with _autocast(device, config.amp):
-                outputs = method.training_step(trained, batch, method_config)
-            loss = outputs["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            # device-side bookkeeping: no host synchronisation inside the loop
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
-            n_seen += batch["image"].shape[0] * dist.world_size()
-            for k, v in outputs.items():
-                running[k] = running.get(k, 0.0) + v.detach().float()
-            if step % config.log_every == 0:
-                _check_finite(first_bad, config, epoch)
-                record = {"epoch": epoch, "step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]}
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
-                log(record)
-        _check_finite(first_bad, config, epoch, model)  # before a checkpoint could keep the damage
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "step": step, "seconds": seconds, "images_per_s": n_seen / max(seconds, 1e-9)}
-        record.update({f"train_{k}": float(v) / max(len(loader), 1) for k, v in running.items()})
-        if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
-            record["val_miou"] = _evaluate_and_show(board, step, method, model, val_ds, device, split, config)["miou"]
-        log(record)
-        if dist.is_main():
-            train_state = {
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1, "rng": torch.get_rng_state(), "run": json.dumps(identity),
-                "model_extra": _model_extra_state(model),
+        run.log({"event": "weak_labels", "step": run.step, "message": report})
+    return run
+
+
+def train_epoch(run: TrainRun, epoch: int, should_stop: Callable[[], bool] | None = None) -> bool:
+    """One epoch of steps, then its metrics record (and a validation every ``eval_every`` epochs).
+
+    Returns False when ``should_stop`` asked to stop before a step (the epoch is left unfinished).
+    """
+    config, method, device = run.config, run.method, run.device
+    total_steps = config.epochs * len(run.loader)
+    run.trained.train()
+    run.loader.sampler.set_epoch(epoch)
+    running: dict[str, torch.Tensor] = {}
+    t0, n_seen = time.perf_counter(), 0
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # step of the first non-finite loss
+    bar = tqdm(
+        run.loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if dist.is_main() else True
+    )
+    for batch in bar:
+        if should_stop is not None and should_stop():
+            return False
+        batch = _to_device(batch, device, config.channels_last)
+        batch["progress"] = run.step / max(total_steps - 1, 1)
+        with _autocast(device, config.amp):
+            outputs = method.training_step(run.trained, batch, run.method_config)
+        loss = outputs["loss"]
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        run.step += 1
+        # device-side bookkeeping: no host synchronisation inside the loop
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), run.step, first_bad)
+        n_seen += batch["image"].shape[0] * dist.world_size()
+        for k, v in outputs.items():
+            running[k] = running.get(k, 0.0) + v.detach().float()
+        if run.step % config.log_every == 0:
+            _check_finite(first_bad, config, epoch)
+            record = {
+                "epoch": epoch, "step": run.step, "loss": float(loss.detach()), "lr": run.scheduler.get_last_lr()[0]
             }  # fmt: skip
-            if device.type == "cuda":
-                train_state["cuda_rng"] = torch.cuda.get_rng_state(device)
-            ckpt.save_checkpoint(run_dir, model, train_state)
-    summary = _evaluate_and_show(board, step, method, model, val_ds, device, split, config)
-    in_sync = dist.params_in_sync(model)
-    if label_check is not None:
-        summary["label_check"] = label_check
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+            run.log(record)
+    _check_finite(first_bad, config, epoch, run.model)  # before a checkpoint could keep the damage
+    seconds = time.perf_counter() - t0
+    record = {"epoch": epoch + 1, "step": run.step, "seconds": seconds, "images_per_s": n_seen / max(seconds, 1e-9)}
+    record.update({f"train_{k}": float(v) / max(len(run.loader), 1) for k, v in running.items()})
+    if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
+        split = run.train_ds.class_split
+        summary = _evaluate_and_show(run.board, run.step, method, run.model, run.val_ds, device, split, config)
+        record["val_miou"] = summary["miou"]
+    run.log(record)
+    return True
+
+
+def save_epoch(run: TrainRun, epoch: int) -> None:
+    """The checkpoint after ``epoch``: weights, optimizer, scheduler, RNG and the model's extra state."""
+    if not dist.is_main():
+        return
+    train_state = {
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "epoch": epoch + 1, "rng": torch.get_rng_state(), "run": json.dumps(run.identity),
+        "model_extra": _model_extra_state(run.model),
+    }  # fmt: skip
+    if run.device.type == "cuda":
+        train_state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
+    ckpt.save_checkpoint(run.run_dir, run.model, train_state)
+
+
+def finish_run(run: TrainRun, stopped_in: int | None = None) -> dict:
+    """Stopped: log it, keep the weights, return ``{"stopped": True, "epoch", "step"}``. Finished:
+    evaluate, write the report, return the summary with ``stopped=False``, ``epoch`` and ``step``."""
+    if stopped_in is not None:
+        run.log({"event": "stopped", "epoch": stopped_in, "step": run.step})
+        if dist.is_main():
+            ckpt.save_checkpoint(run.run_dir, run.model)
+        run.release()
+        return {"stopped": True, "epoch": stopped_in, "step": run.step}
+    config, split = run.config, run.train_ds.class_split
+    summary = _evaluate_and_show(run.board, run.step, run.method, run.model, run.val_ds, run.device, split, config)
+    in_sync = dist.params_in_sync(run.model)
+    if run.label_check is not None:
+        summary["label_check"] = run.label_check
     if dist.is_main():
-        write_report(run_dir, summary, f"{info.name} / {config.val_split}")
-    log(
+        write_report(run.run_dir, summary, f"{run.train_ds.info.name} / {config.val_split}")
+    run.log(
         {
             "event": "done",
-            "step": step,
+            "step": run.step,
             "val_miou": summary["miou"],
             "world_size": dist.world_size(),
             "ranks_in_sync": in_sync,
         }
     )
-    if board is not None:
-        board.close()
+    if run.board is not None:
+        run.board.close()
+        run.board = None
     dist.barrier()
-    return summary
+    return {**summary, "stopped": False, "epoch": config.epochs, "step": run.step}
 
 
 def _evaluate_and_show(board, step: int, method, model, val_ds, device, split, config: TrainConfig) -> dict:
