@@ -102,6 +102,30 @@ def test_default_out_is_named_after_the_method(captured_train, capsys):
     assert config.out == "runs/supervised" and config.resume and config.data is None
 
 
+def test_overwrite_reaches_the_config_and_cannot_go_with_resume(captured_train, capsys):
+    assert run(["train", "--method", "supervised", "--overwrite"], capsys)[0] == 0
+    assert captured_train[0][2].overwrite and not captured_train[0][2].resume
+    code, _, err = run(["train", "--method", "supervised", "--overwrite", "--resume"], capsys)
+    assert code == 2 and "either resume" in err and len(captured_train) == 1
+
+
+def test_the_debug_flag_is_accepted_anywhere(captured_train, capsys):
+    assert run(["--debug", "train", "--method", "supervised"], capsys)[0] == 0
+    assert run(["train", "--method", "supervised", "--debug"], capsys)[0] == 0
+    assert len(captured_train) == 2
+
+
+def test_a_training_error_exits_1_in_one_line(monkeypatch, capsys):
+    from workbench.engine import TrainingError
+
+    def failing_train(method, method_config, config):
+        raise TrainingError("the training loss became NaN or infinite at step 7 (epoch 1); likely cause: lr")
+
+    monkeypatch.setattr("workbench.engine.train", failing_train)
+    code, _, err = run(["train", "--method", "supervised"], capsys)
+    assert code == 1 and err.splitlines()[-1].startswith("error: the training loss became NaN")
+
+
 def test_unknown_key_exits_2_listing_the_valid_ones(captured_train, capsys):
     code, _, err = run(["train", "--method", "supervised", "--learning_rate=0.1"], capsys)
     assert code == 2 and not captured_train
