@@ -337,3 +337,36 @@ def test_every_method_killed_mid_epoch_resumes_exactly(name, synthetic_root, tmp
     assert max_diff == 0.0, f"{name}: resumed weights differ from the uninterrupted run by up to {max_diff:.3g}"
     assert resumed["miou"] == reference["miou"]
     assert _losses(tmp_path / "killed") == _losses(tmp_path / "reference")
+
+
+@pytest.mark.slow
+def test_a_second_train_process_is_refused_and_a_killed_ones_lock_is_taken_over(tmp_path, synthetic_root):
+    """Two real processes: the second names the first's pid and writes nothing; after a SIGKILL the
+    kernel has dropped the lock, so a new run (--overwrite) takes the folder over."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    out = tmp_path / "run"
+    first = subprocess.Popen(
+        _train_command(synthetic_root, out, "--epochs=50"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, cwd=REPO,
+    )  # fmt: skip
+    lock = out / ".lock"
+    while (not lock.exists() or not lock.read_text().strip()) and first.poll() is None:
+        time.sleep(0.01)
+    assert first.poll() is None, first.stderr.read().decode()
+    config_before = (out / "config.json").read_bytes() if (out / "config.json").exists() else None
+    second = subprocess.run(
+        [*_train_command(synthetic_root, out), "--overwrite"], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert second.returncode == 2, second.stderr
+    assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    if config_before is not None:
+        assert (out / "config.json").read_bytes() == config_before, "the refused process wrote into the run"
+    assert lock.read_text().strip() == str(first.pid)  # the dead holder's pid is still in the file
+    third = subprocess.run(
+        [*_train_command(synthetic_root, out), "--overwrite", "--epochs=1"], capture_output=True, text=True,
+        env=env, cwd=REPO,
+    )  # fmt: skip
+    assert third.returncode == 0, third.stderr
+    assert (out / "report.json").is_file()
