@@ -38,7 +38,7 @@ TENSORBOARD_EVENTS = "events.out.tfevents.*"
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no lock, the ownership check still applies
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 
 class CheckpointError(ValueError):

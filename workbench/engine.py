@@ -234,7 +234,7 @@ def make_datasets(method: ModuleType, config: TrainConfig) -> tuple[Segmentation
         info, config.val_split, "dense", size=train_ds.size, include_gt=True, limit=config.limit_val
     )
     if weak is not None:
-        train_ds.weak_label_report = check_weak_label_coverage(train_ds.names, weak, config)
+        check_weak_label_coverage(train_ds.names, weak, config)  # no match: an error before any setup
     return train_ds, val_ds
 
 
@@ -489,7 +489,8 @@ def setup_run(
     run.label_check = check_imported_labels(train_ds) if dist.is_main() else None
     if run.label_check is not None:
         run.log({"event": "label_check", **run.label_check})
-    report = getattr(train_ds, "weak_label_report", None)
+    weak = train_ds.weak_labels
+    report = check_weak_label_coverage(train_ds.names, weak, config) if weak is not None else None
     if report and dist.is_main():
         print(report, file=sys.stderr)
         run.log({"event": "weak_labels", "step": run.step, "message": report})
@@ -504,7 +505,7 @@ def train_epoch(run: TrainRun, epoch: int, should_stop: Callable[[], bool] | Non
     config, method, device = run.config, run.method, run.device
     total_steps = config.epochs * len(run.loader)
     run.trained.train()
-    run.loader.sampler.set_epoch(epoch)
+    cast(DistributedSampler, run.loader.sampler).set_epoch(epoch)
     running: dict[str, torch.Tensor] = {}
     t0, n_seen = time.perf_counter(), 0
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # step of the first non-finite loss
@@ -633,7 +634,8 @@ def _model_extra_state(model: nn.Module) -> dict:
     """Training state a model keeps outside its weights: non-persistent buffers and a method's
     ``resume_state()`` (e.g. spml's memory bank); saved in the train state for an exact resume."""
     buffers = {name: b.detach().cpu().clone() for name, b in model.named_buffers()}
-    extra = model.resume_state() if hasattr(model, "resume_state") else {}
+    resume_state = getattr(model, "resume_state", None)
+    extra = resume_state() if callable(resume_state) else {}
     return {"buffers": buffers, "method": extra}
 
 
@@ -642,8 +644,9 @@ def _load_model_extra_state(model: nn.Module, state: dict) -> None:
         for name, buffer in model.named_buffers():
             if name in state.get("buffers", {}):
                 buffer.copy_(state["buffers"][name])
-    if hasattr(model, "load_resume_state"):
-        model.load_resume_state(state.get("method", {}))
+    load_resume_state = getattr(model, "load_resume_state", None)
+    if callable(load_resume_state):
+        load_resume_state(state.get("method", {}))
 
 
 def _resume(run_dir: Path, model: nn.Module, optimizer, scheduler, identity: dict | None = None) -> int:

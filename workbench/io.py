@@ -15,7 +15,7 @@ from PIL import Image
 try:  # POSIX: a writer holds an advisory lock on its temp file, so a cleaner can tell a live one from a stale one
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 
 @contextmanager
@@ -46,8 +46,8 @@ def remove_stale_temps(path: str | Path, keep: Path | None = None) -> list[Path]
     """Delete the ``.NAME.*.tmp`` files of ``path`` whose writer is gone (nobody holds their lock)."""
     path = Path(path)
     removed = []
-    for candidate in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")):
-        candidate = Path(candidate)
+    for found in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")):
+        candidate = Path(found)
         if candidate == keep:
             continue
         try:

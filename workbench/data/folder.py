@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # ~89 MP, width * height from the header, before any pixel is decoded
+MAX_IMAGE_PIXELS = int(
+    Image.MAX_IMAGE_PIXELS or 89_478_485
+)  # ~89 MP, width * height from the header, before any pixel is decoded
 REQUIRED_KEYS = {"name": str, "classes": list, "colors": list, "ignore_index": int, "splits": dict}
 
 
