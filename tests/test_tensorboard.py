@@ -42,10 +42,10 @@ def test_one_epoch_run_writes_losses_lr_miou_per_class_iou_and_overlays(quick_co
     assert (overlay.width, overlay.height) == (3 * 32, 4 * 32)  # image | truth | prediction, 4 val images
 
 
-def test_a_fresh_run_in_an_old_folder_starts_fresh_curves(quick_config):
+def test_an_overwriting_run_in_an_old_folder_starts_fresh_curves(quick_config):
     config = replace(quick_config, device="cpu", limit_train=4)
     train(supervised, supervised.Config(), config)
-    train(supervised, supervised.Config(), config)
+    train(supervised, supervised.Config(), replace(config, overwrite=True))  # without it the folder is refused
     assert len(list(Path(config.out).glob(tensorboard.EVENT_GLOB))) == 1
     assert len(read_events(Path(config.out)).Scalars("val/miou")) == 1
 
