@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import numbers
+import os
 import re
 import sys
 import time
@@ -444,7 +445,8 @@ def setup_run(
     into the folder before this process holds its lock."""
     check_numbers(method_config)  # before anything is written
     run_dir = Path(config.out)
-    if dist.is_main():  # fail before the slow setup; this check writes nothing
+    if os.environ.get("RANK", "0") == "0":  # fail before the slow setup (this check writes nothing); torchrun's
+        # RANK, since the process group is not joined yet: other ranks would see rank 0's fresh files as another run
         if config.overwrite:
             ckpt.check_out_dir(run_dir)
         else:
