@@ -68,7 +68,10 @@ colors = np.asarray(info.colors, dtype=np.uint8)
 # | boxes | `Box(row0, col0, row1, col1, cls)` | the bounding box of each connected component |
 #
 # Regions smaller than `min_region_px` get nothing: annotators skip specks. The simulation is seeded
-# by `(seed, image name)`, so it does not depend on the order images are visited in.
+# by `(seed, image name)`, so it does not depend on the order images are visited in. Training
+# simulates on the mask resized to the working size (`image_size`), so every point and scribble lies
+# where its class is still visible to the model; labels you import are kept as drawn, and the run
+# reports how many of their pixels fall on regions that vanish at that size.
 
 # %%
 name = list_split(info, "train")[3]

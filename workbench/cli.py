@@ -149,8 +149,19 @@ def cmd_predict(args, extra: list[str]) -> int:
     return 0
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"120,160"`` (or ``120x160``) -> ``(120, 160)``."""
+    try:
+        h, w = (int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"--image_size must be HEIGHT,WIDTH, e.g. 120,160; got {text!r}") from None
+    if min(h, w) < 8:
+        raise UsageError(f"--image_size must be at least 8 pixels each way, got {text!r}")
+    return h, w
+
+
 def cmd_simulate(args, extra: list[str]) -> int:
-    from workbench.data.dataset import parse_supervision
+    from workbench.data.dataset import parse_supervision, simulate_at_size
     from workbench.data.folder import list_split, load_dataset_info, read_mask
     from workbench.weak_labels import SimulationConfig, WeakLabelSet, save_weak_labels, simulate
 
@@ -159,10 +170,14 @@ def cmd_simulate(args, extra: list[str]) -> int:
     if not kinds:
         raise UsageError("--kind must name weak labels (tags, points, scribbles, boxes), not dense")
     (sim,) = apply_overrides([SimulationConfig()], split_overrides(extra))
+    size = parse_size(args.image_size) if args.image_size else None
     labels = {}
     for name in list_split(info, args.split):
         mask = read_mask(info.mask_path(args.split, name), info)
-        labels[name] = simulate(mask, kinds, sim, key=name, num_classes=info.num_classes)
+        if size is None:
+            labels[name] = simulate(mask, kinds, sim, key=name, num_classes=info.num_classes)
+        else:  # made where they are right at the training size, stored in the image's coordinates
+            labels[name] = simulate_at_size(mask, size, kinds, sim, name, info.num_classes).resized(*mask.shape)
     save_weak_labels(args.out, WeakLabelSet(info.classes, labels))
     n_points = sum(len(w.points) for w in labels.values())
     n_scribbles = sum(len(w.scribbles) for w in labels.values())
@@ -268,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job: synthetic data -> train -> per-class IoU report")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    demo.add_argument("--epochs", type=int, default=15)
+    demo.add_argument("--epochs", type=int, default=10, help="epochs of each of the three runs (default 10)")
     demo.set_defaults(func=cmd_demo)
 
     from workbench.engine import TrainConfig
@@ -318,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--split", default="train")
     sim.add_argument("--kind", required=True, help="tags, points, scribbles, boxes or a '+' combination")
     sim.add_argument("--out", required=True, help="JSON file to write")
+    sim.add_argument(
+        "--image_size", help="HEIGHT,WIDTH you will train at: simulate where labels are right at that size "
+        "(as training does; default: the masks' own size)",
+    )  # fmt: skip
     sim.set_defaults(func=cmd_simulate)
 
     data = sub.add_parser("data", help="generate synthetic data, validate or convert a dataset folder")
