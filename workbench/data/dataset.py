@@ -102,7 +102,7 @@ def simulate_at_size(
     h, w = size
     mask = full_mask
     if mask.shape != (h, w):
-        mask = np.asarray(Image.fromarray(full_mask).resize((w, h), Image.NEAREST))
+        mask = np.asarray(Image.fromarray(full_mask).resize((w, h), Image.Resampling.NEAREST))
     weak = simulate(mask, [k for k in kinds if k != "dense"], simulation, key=key, num_classes=num_classes)
     present = np.unique(full_mask)
     return replace(weak, tags=frozenset(int(c) for c in present[present < num_classes]))
