@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text, not tqdm.auto's widget: an executed notebook saves the bar's last state
 
 from workbench import checkpoint as ckpt
 from workbench import dist, tensorboard
@@ -296,21 +296,26 @@ def train(
         log({"event": "label_check", **label_check})
     step = start_epoch * steps_per_epoch
     total_steps = config.epochs * steps_per_epoch
+    # One bar per run, not one per epoch: a notebook keeps one compact line (a widget per epoch
+    # piles up, and an executed notebook saves each as "0%").
+    bar = tqdm(
+        total=total_steps, initial=step, desc=run_dir.name, unit="step", leave=True, dynamic_ncols=True,
+        disable=None if dist.is_main() else True,
+    )  # fmt: skip
     for epoch in range(start_epoch, config.epochs):
         trained.train()
         loader.sampler.set_epoch(epoch)
         running: dict[str, torch.Tensor] = {}
         t0, n_seen = time.perf_counter(), 0
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if dist.is_main() else True
-        )
-        for batch in bar:
+        bar.set_description(f"{run_dir.name} epoch {epoch + 1}/{config.epochs}")
+        for batch in loader:
             if should_stop is not None and should_stop():
                 log({"event": "stopped", "epoch": epoch, "step": step})
                 if dist.is_main():
                     ckpt.save_checkpoint(run_dir, model)
                     if board is not None:
                         board.close()
+                bar.close()
                 return {"stopped": True, "epoch": epoch, "step": step}
             batch = _to_device(batch, device, config.channels_last)
             batch["progress"] = step / max(total_steps - 1, 1)
@@ -322,6 +327,7 @@ def train(
             optimizer.step()
             scheduler.step()
             step += 1
+            bar.update(1)
             n_seen += batch["image"].shape[0] * dist.world_size()
             for k, v in outputs.items():  # device tensors: no host synchronisation inside the loop
                 running[k] = running.get(k, 0.0) + v.detach().float()
@@ -341,6 +347,7 @@ def train(
                 "epoch": epoch + 1, "rng": torch.get_rng_state(),
             }  # fmt: skip
             ckpt.save_checkpoint(run_dir, model, train_state)
+    bar.close()
     summary = _evaluate_and_show(board, step, method, model, val_ds, device, split, config)
     in_sync = dist.params_in_sync(model)
     if label_check is not None:
