@@ -76,6 +76,11 @@ def _row_key(row: Mapping) -> str:
     return row.get("row") or f"{row['method']}/{row['supervision']}"
 
 
+def row_keys(result: Mapping) -> list[str]:
+    """The row names of a result: ``"method/supervision"``, or the weak-shot row names."""
+    return [_row_key(r) for r in result["rows"]]
+
+
 def comparison(result: Mapping, rows: Sequence[str] | None = None) -> pd.DataFrame:
     """The rows of a result (``"method/supervision"`` or a weak-shot row name; all when None) with
     mIoU split into stuff and objects, and base/novel mIoU where the result has them."""
@@ -109,8 +114,8 @@ def tiny_vs_full(
         for k in ("base_miou", "novel_miou"):
             if k in summary:
                 entry[k.replace("_miou", " mIoU")] = summary[k]
-        frames[("this run (tiny)", label)] = entry
+        frames[("this notebook (tiny)", label)] = entry
     full_table = comparison(full, list(rows.values()))
     for label, key in rows.items():
-        frames[(f"committed: {settings(full)}", label)] = full_table.loc[key].to_dict()
+        frames[("committed (full scale)", label)] = full_table.loc[key].to_dict()
     return pd.DataFrame(frames).T

@@ -300,7 +300,7 @@ def train(
     # piles up, and an executed notebook saves each as "0%").
     bar = tqdm(
         total=total_steps, initial=step, desc=run_dir.name, unit="step", leave=True, dynamic_ncols=True,
-        disable=None if dist.is_main() else True,
+        disable=not dist.is_main(),
     )  # fmt: skip
     for epoch in range(start_epoch, config.epochs):
         trained.train()
