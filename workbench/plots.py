@@ -246,17 +246,22 @@ def class_legend(
 
 def heat_panel(
     image: np.ndarray, values: np.ndarray, title: str, label: str, clim: tuple[float, float] = (0.0, 1.0),
-    cmap: str = views.HEAT_CMAP, cols: int = 3, alpha: float = 0.7,
+    cmap: str = views.HEAT_CMAP, cols: int = 3, alpha: float = 0.7, pixel: tuple[int, int] | None = None,
 ) -> hv.Overlay:  # fmt: skip
     """A continuous ``(H, W)`` map over the image with a colourbar named ``label`` (not HoloViews' "z"),
-    sized so ``cols`` such panels fit a page."""
+    sized so ``cols`` such panels fit a page; ``pixel`` ``(row, col)`` is circled (an affinity's anchor).
+
+    Overlay anything else before this sizes the plot: ``panel * other`` is a new overlay at the default size."""
     values = np.asarray(values, dtype=np.float32)
     h, w = values.shape
     heat = hv.Image(values, bounds=(0, 0, w, h), vdims=[hv.Dimension("value", label=label, range=clim)]).opts(
         cmap=cmap, alpha=alpha, clim=clim, colorbar=True, xaxis=None, yaxis=None, tools=["hover"],
         clipping_colors={"NaN": "transparent"}, colorbar_opts={"title": label},
     )  # fmt: skip
-    return _sized((views.image_element(image) * heat).opts(title=title), h, w, panel_width(cols, extra=90))
+    layers = views.image_element(image) * heat
+    if pixel is not None:
+        layers = layers * marked_pixel(pixel, h)
+    return _sized(layers.opts(title=title), h, w, panel_width(cols, extra=90))
 
 
 def marked_pixel(pixel: tuple[int, int], height: int, color: str = "cyan") -> hv.Points:
@@ -388,3 +393,8 @@ def _model_width(model, problems: list[str]) -> int:
         widths = [_model_width(c[0] if isinstance(c, tuple) else c, problems) for c in children]
         return sum(widths) if isinstance(model, Row) else max(widths, default=0)
     return int(model.width or 0) if isinstance(model, LayoutDOM) else 0
+
+
+def fit(element, shape: tuple[int, ...], cols: int, extra: int = 0):
+    """Resize an image-like element of an ``(H, W, ...)`` image so ``cols`` panels fit a notebook page."""
+    return _sized(element, shape[0], shape[1], panel_width(cols, extra))
