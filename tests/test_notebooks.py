@@ -89,8 +89,9 @@ def execute(nb, cwd: Path) -> None:
     spinning threads slow a 2-thread training step down tenfold.
     """
     client = nbclient.NotebookClient(
-        nb, timeout=NOTEBOOK_TIMEOUT_S, kernel_name=KERNEL, resources={"metadata": {"path": str(cwd)}}
-    )
+        nb, timeout=NOTEBOOK_TIMEOUT_S, kernel_name=KERNEL, resources={"metadata": {"path": str(cwd)}},
+        coalesce_streams=True,  # a progress bar's carriage-return updates are saved as its last line
+    )  # fmt: skip
     env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
     asyncio.run(asyncio.wait_for(client.async_execute(env=env), NOTEBOOK_TIMEOUT_S))
 
