@@ -92,7 +92,14 @@ def comparison(result: Mapping, rows: Sequence[str] | None = None) -> pd.DataFra
     table = {}
     for key in rows or list(by_key):
         row = by_key[key]
-        entry = split_miou(row["per_class_iou"], stuff)
+        if row.get("per_class_iou"):
+            entry = split_miou(row["per_class_iou"], stuff)
+        else:  # a result without per-class IoU: only its mean is known
+            entry = {
+                "mIoU": row.get("val_miou", row.get("miou", math.nan)),
+                "stuff mIoU": math.nan,
+                "object mIoU": math.nan,
+            }
         for k in ("base_miou", "novel_miou", "harmonic_miou"):
             if k in row:
                 entry[k.replace("_miou", " mIoU")] = row[k]
