@@ -146,3 +146,11 @@ def test_curves_put_loss_on_steps_and_miou_on_epochs():
 def test_class_legend_numbers_classes_from_zero_and_marks_novel():
     html = plots.class_legend(["sky", "disc"], COLORS[:2], novel=[1]).data
     assert "0 sky" in html and "1 disc <b>(novel)</b>" in html and "254 unlabelled" in html
+
+
+def test_weak_label_view_of_tags_only_renders():
+    """An image with tags and no geometry: empty point and box layers must still render."""
+    view = plots.weak_label_view(
+        np.zeros((8, 8, 3), np.uint8), WeakLabels(8, 8, frozenset({1})), COLORS, ("a", "b", "c")
+    )
+    assert plots.page_problems(view) == []

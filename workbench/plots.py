@@ -61,12 +61,17 @@ def weak_label_layer(weak: WeakLabels, colors: np.ndarray) -> hv.Overlay:
     ]
     boxes = [(b.col0, h - b.row1, b.col1, h - b.row0, _hex(colors[b.cls])) for b in weak.boxes]
     points = [(p.col + 0.5, h - p.row - 0.5, _hex(colors[p.cls])) for p in weak.points]
+    # An empty layer keeps a constant colour: bokeh cannot map colours from an empty column.
+    box_color = "color" if boxes else OUTLINE
+    point_color = "color" if points else OUTLINE
     return hv.Overlay(
         [
             outline,
             *scribbles,
-            hv.Rectangles(boxes, vdims=["color"]).opts(fill_alpha=0.0, line_color="color", line_width=BOX_LINE_WIDTH),
-            hv.Points(points, vdims=["color"]).opts(color="color", size=POINT_SIZE, line_color=OUTLINE, line_width=1.5),
+            hv.Rectangles(boxes, vdims=["color"]).opts(fill_alpha=0.0, line_color=box_color, line_width=BOX_LINE_WIDTH),
+            hv.Points(points, vdims=["color"]).opts(
+                color=point_color, size=POINT_SIZE, line_color=OUTLINE, line_width=1.5
+            ),
         ]
     )
 
