@@ -130,3 +130,21 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
     except TimeoutError:
         pytest.fail(f"{path.name} ran past {NOTEBOOK_TIMEOUT_S} s; keep its SCALE='tiny' sizes small")
     print(f"{path.name}: {time.perf_counter() - t0:.0f} s")
+
+
+@pytest.mark.slow
+def test_the_figure_check_fails_a_notebook_with_a_wide_or_unnamed_figure(tmp_path: Path):
+    """The injected last cell catches what a reader sees as broken: a row of four 480 px panels, a "z" colourbar."""
+    source = tmp_path / "99_bad.py"
+    source.write_text(
+        '# %% tags=["parameters"]\nSCALE = "tiny"\nWORKDIR = "x"\n\n'
+        "# %%\nimport holoviews as hv\nimport numpy as np\nfrom IPython.display import display\n"
+        'hv.extension("bokeh")\n'
+        "display(hv.Image(np.eye(4)).opts(colorbar=True, width=300))\n"
+        "hv.Layout([hv.Curve([(0, 1), (1, 2)]).opts(width=480) for _ in range(4)]).cols(4)\n"
+    )
+    with pytest.raises(nbclient.exceptions.CellExecutionError) as failure:
+        execute(prepared(source, tmp_path / "work"), tmp_path)
+    message = str(failure.value)
+    assert "figure 1 (Image)" in message and "'z'" in message
+    assert "figure 2 (Layout): about 1920 px wide" in message
