@@ -119,7 +119,7 @@ for root in available.values():
 # the model runs at this size, evaluation compares at each image's full resolution). Partial
 # cross-entropy on simulated scribbles. With `SCALE = "tiny"` (24 images, 2 epochs) this is a smoke
 # test of the pipeline, not a result: beside it, the committed benchmark's row for the same method
-# and labels (`bench/results/label_efficiency_<dataset>.json`, read from the file) says what the
+# and labels (`bench/results/label_efficiency_<dataset>_<regime>.json`, read from the file) says what the
 # comparison gives at full scale. `SCALE = "full"` gives the README's CPU run
 # (`python -m workbench train --method partial_ce --supervision=scribbles --data ... --image_size=120,160 --epochs=40`).
 
@@ -137,9 +137,10 @@ if TRAIN_ON in available:
     display(views.iou_bars(summary, f"{TRAIN_ON}, partial CE on scribbles").opts(width=plots.PAGE_WIDTH // 2))
     truth = read_mask(info.mask_path("val", image_name), info)
     display(plots.mask_row(image, {"ground truth": truth, "prediction": prediction}, colors))
-    full_scale = bench_results.load_result(f"label_efficiency_{TRAIN_ON}")
-    print(f"committed: {bench_results.settings(full_scale)}")
     rows = {"partial CE, scribbles": "partial_ce/scribbles"}
+    candidates = [f"label_efficiency_{TRAIN_ON}{regime}" for regime in ("_pretrained", "_scratch", "")]
+    name, full_scale = bench_results.find_result(candidates, rows.values())
+    print(f"committed: bench/results/{name}.json, {bench_results.settings(full_scale)}")
     display(bench_results.tiny_vs_full({"partial CE, scribbles": summary}, full_scale, rows, info_stuff).round(3))
 else:
     print(f"SKIPPED: {TRAIN_ON!r} is not under {datasets}")

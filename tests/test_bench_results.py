@@ -48,3 +48,20 @@ def test_the_committed_results_the_tutorials_read_are_there():
     ):
         table = bench_results.comparison(bench_results.load_result(name), [row])
         assert 0.0 <= table.loc[row, "mIoU"] <= 1.0
+
+
+def test_find_result_takes_the_first_committed_file_with_the_rows(tmp_path):
+    new = {  # bench/label_efficiency.py's layout: settings under "budget", rows named "method/supervision"
+        "budget": {"dataset": "camvid", "image_size": [128, 160], "epochs": 10, "encoder": "lite0",
+                   "encoder_weights": "imagenet"},
+        "rows": [{"row": "supervised/dense", "miou_mean": 0.6, "per_class_iou": {"Sky": 0.9, "Car": 0.3}}],
+    }  # fmt: skip
+    old = {"dataset": "camvid", "rows": [{"method": "partial_ce", "supervision": "points", "per_class_iou": {}}]}
+    (tmp_path / "pre.json").write_text(json.dumps(new))
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    name, result = bench_results.find_result(["missing", "pre", "old"], ["supervised/dense"], tmp_path)
+    assert name == "pre" and bench_results.settings(result) == "camvid 128x160, 10 epochs, lite0 ImageNet weights"
+    assert bench_results.comparison(result).loc["supervised/dense", "object mIoU"] == pytest.approx(0.3)
+    assert bench_results.find_result(["pre", "old"], ["partial_ce/points"], tmp_path)[0] == "old"
+    with pytest.raises(FileNotFoundError, match="spml/points"):
+        bench_results.find_result(["pre", "old"], ["spml/points"], tmp_path)

@@ -37,6 +37,22 @@ def load_result(name: str, root: str | Path = RESULTS_DIR) -> dict:
     return json.loads(path.read_text())
 
 
+def find_result(names: Sequence[str], rows: Sequence[str] = (), root: str | Path = RESULTS_DIR) -> tuple[str, dict]:
+    """The first of ``names`` (file stems, most wanted first, e.g. the pretrained regime before the
+    scratch one) that is committed and has every row of ``rows``; returns its name and content."""
+    for name in names:
+        if (Path(root) / f"{name}.json").is_file():
+            result = load_result(name, root)
+            if set(rows) <= set(row_keys(result)):
+                return name, result
+    raise FileNotFoundError(f"none of the results {list(names)} in {root} has the rows {list(rows)}; run bench/ first")
+
+
+def _meta(result: Mapping) -> dict:
+    """Run settings of a result, whether at the top level or under ``budget`` (label-efficiency files)."""
+    return {**result, **result.get("budget", {})}
+
+
 def stuff_classes(dataset: str) -> tuple[str, ...]:
     """The background classes of ``dataset`` (a key of :data:`STUFF`, or a path ending in one)."""
     key = Path(str(dataset)).name.lower()
@@ -65,11 +81,12 @@ def split_miou(per_class_iou: Mapping[str, float | None], stuff: Sequence[str]) 
 
 def settings(result: Mapping) -> str:
     """One line naming the dataset, size, epochs and encoder of a result (the caveat printed beside it)."""
-    size = "x".join(str(v) for v in result.get("image_size", ())) or "?"
-    weights = result.get("encoder_weights") or result.get("regime") or "from scratch"
-    encoder = result.get("encoder", "resnet18")
-    name = Path(str(result.get("dataset", "?"))).name
-    return f"{name} {size}, {result.get('epochs', '?')} epochs, {encoder} {weights}"
+    meta = _meta(result)
+    size = "x".join(str(v) for v in meta.get("image_size", ())) or "?"
+    weights = "ImageNet weights" if meta.get("encoder_weights") else "from scratch"
+    encoder = meta.get("encoder", "resnet18")
+    name = Path(str(meta.get("dataset", "?"))).name
+    return f"{name} {size}, {meta.get('epochs', '?')} epochs, {encoder} {weights}"
 
 
 def _row_key(row: Mapping) -> str:
@@ -88,7 +105,7 @@ def comparison(result: Mapping, rows: Sequence[str] | None = None) -> pd.DataFra
     missing = [k for k in rows or () if k not in by_key]
     if missing:
         raise KeyError(f"rows {missing} are not in this result; it has {sorted(by_key)}")
-    stuff = stuff_classes(result.get("dataset", ""))
+    stuff = stuff_classes(_meta(result).get("dataset", ""))
     table = {}
     for key in rows or list(by_key):
         row = by_key[key]
@@ -96,7 +113,7 @@ def comparison(result: Mapping, rows: Sequence[str] | None = None) -> pd.DataFra
             entry = split_miou(row["per_class_iou"], stuff)
         else:  # a result without per-class IoU: only its mean is known
             entry = {
-                "mIoU": row.get("val_miou", row.get("miou", math.nan)),
+                "mIoU": row.get("val_miou", row.get("miou", row.get("miou_mean", math.nan))),
                 "stuff mIoU": math.nan,
                 "object mIoU": math.nan,
             }
