@@ -64,8 +64,8 @@ def stuff_classes(dataset: str) -> tuple[str, ...]:
 
 def group_miou(per_class_iou: Mapping[str, float | None], classes: Sequence[str]) -> float:
     """Mean IoU over ``classes`` only; classes with no IoU (absent from the split) are skipped, NaN if none is left."""
-    values = [per_class_iou.get(c) for c in classes]
-    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    found = [per_class_iou.get(c) for c in classes]
+    values = [float(v) for v in found if v is not None and not math.isnan(float(v))]
     return sum(values) / len(values) if values else math.nan
 
 

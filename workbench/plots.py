@@ -233,11 +233,11 @@ def class_legend(
     classes: Sequence[str], colors: np.ndarray, novel: Sequence[int] = (), unlabelled: bool = True
 ) -> hv.Div:
     """The class colours with their ids (0-based, as in masks and configs); novel classes marked."""
-    novel = set(novel)
+    novel_ids = set(novel)
     items = [
         f'<span style="white-space:nowrap;margin-right:14px"><span style="display:inline-block;width:12px;'
         f'height:12px;background:{_hex(c)};border:1px solid #333;margin-right:4px"></span>'
-        f"{i} {name}{' <b>(novel)</b>' if i in novel else ''}</span>"
+        f"{i} {name}{' <b>(novel)</b>' if i in novel_ids else ''}</span>"
         for i, (name, c) in enumerate(zip(classes, colors))
     ]
     if unlabelled:
@@ -347,7 +347,9 @@ def page_problems(obj, page: int = PAGE_WIDTH) -> list[str]:
 
 
 def _figure_width(fig, problems: list[str]) -> int:
-    from bokeh.models import Axis, ColorBar, GlyphRenderer, Legend
+    from bokeh.models.annotations.legends import ColorBar, Legend
+    from bokeh.models.axes import Axis
+    from bokeh.models.renderers.glyph_renderer import GlyphRenderer
 
     side = [m for m in (*fig.left, *fig.right) if getattr(m, "visible", True)]
     if fig.frame_width is not None:
@@ -355,19 +357,19 @@ def _figure_width(fig, problems: list[str]) -> int:
         width += sum(AXIS_PX for m in side if isinstance(m, Axis))
         width += sum(COLORBAR_PX for m in side if isinstance(m, ColorBar))
         for legend in (m for m in side if isinstance(m, Legend)):
-            labels = [str(getattr(item.label, "value", item.label) or "") for item in legend.items]
-            width += 40 + 7 * max((len(t) for t in labels), default=0)
+            names = [str(getattr(getattr(item, "label", ""), "value", "") or "") for item in legend.items]
+            width += 40 + 7 * max((len(t) for t in names), default=0)
     else:
         width = fig.width or 600
     title = fig.title.text if fig.title is not None else ""
     if title and len(title) * TITLE_CHAR_PX > width:
         problems.append(f"title {title!r} is longer than its {width} px plot: it is clipped")
-    labels = [getattr(a, "axis_label", None) for a in (*fig.left, *fig.below, *fig.right, *fig.above)]
+    labels: list[object] = [getattr(a, "axis_label", None) for a in (*fig.left, *fig.below, *fig.right, *fig.above)]
     labels += [m.title for m in (*fig.left, *fig.right, *fig.above, *fig.below) if isinstance(m, ColorBar)]
     if any(str(label).strip() in FORBIDDEN_LABELS for label in labels if label is not None):
         problems.append(f"plot {title!r} has an axis or colourbar labelled 'z': name the value dimension")
     glyphs = [r for r in fig.renderers if isinstance(r, GlyphRenderer)]
-    if not any(_has_data(r.data_source.data) for r in glyphs):
+    if not any(_has_data(getattr(r.data_source, "data", {})) for r in glyphs):
         problems.append(f"plot {title!r} draws nothing: no glyph has data")
     return int(width)
 
@@ -382,7 +384,9 @@ def _has_data(data: Mapping) -> bool:
 
 
 def _model_width(model, problems: list[str]) -> int:
-    from bokeh.models import GridPlot, LayoutDOM, Markup, Plot, Row
+    from bokeh.models.layouts import LayoutDOM, Row
+    from bokeh.models.plots import GridPlot, Plot
+    from bokeh.models.widgets.markups import Markup
 
     if isinstance(model, Plot):
         return _figure_width(model, problems)
