@@ -181,7 +181,7 @@ for row, method, supervision, simulation in ROWS:
     summary = train(method, method.Config(), config)
     summaries.append(summary)
     labelled = train_set.annotation_cost()["labelled_fraction"] if supervision != "tags" else 0.0
-    results.append({"name": row, "seconds": cost, "miou": summary["miou"], "labelled pixels": labelled})
+    results.append({"name": row, "seconds": cost, "miou": summary["miou"], "labelled %": 100 * labelled})
     print(f"{row:<16} {cost:6.1f} s/image  mIoU {summary['miou']:.3f}")
 
 # %%
@@ -211,7 +211,7 @@ name, full_scale = bench_results.find_result(candidates, keys.values())
 print(f"committed: bench/results/{name}.json, {bench_results.settings(full_scale)}")
 committed = bench_results.comparison(full_scale, list(keys.values()))
 rows = dict(zip(bench_results.row_keys(full_scale), full_scale["rows"]))
-committed["labelled share"] = [rows[k]["labelled_fraction"] for k in committed.index]
+committed["labelled %"] = [100 * rows[k]["labelled_fraction"] for k in committed.index]
 committed.round(3)
 
 # %% [markdown]
