@@ -108,7 +108,10 @@ def cmd_train(args, extra: list[str]) -> int:
             overrides[key] = str(getattr(args, key))
     if args.resume:
         overrides["resume"] = "true"
+    novel = overrides.pop("novel", None)  # the run's class split (names or indices); the engine gives the
     config, method_config = apply_overrides([TrainConfig(out=f"runs/{args.method}"), method.Config()], overrides)
+    if novel is not None:  # method its novel class indices, so --novel never reaches the method's Config
+        config = dataclasses.replace(config, novel=novel)
     print(f"training {args.method} on {config.data or 'the synthetic default'} -> {config.out}", file=sys.stderr)
     summary = train(method, method_config, config)
     if dist.is_main():
@@ -196,6 +199,8 @@ def cmd_data(args, extra: list[str]) -> int:
         root = generate(args.out, SyntheticConfig(height=h, width=w, train=args.train, val=args.val, seed=args.seed))
         print(f"synthetic dataset written to {root}")
         return 0
+    if args.action == "protocols":
+        return cmd_protocols(args)
     if args.action == "validate":
         problems = validate_dataset(args.path)
         for p in problems:
@@ -210,6 +215,27 @@ def cmd_data(args, extra: list[str]) -> int:
         print(f"converted {args.path} ({args.layout}) -> {root}")
         return 0
     raise UsageError(f"unknown data action {args.action!r}")
+
+
+def cmd_protocols(args) -> int:
+    """Weak-shot protocols of a dataset folder, each with its identifiability report."""
+    import json
+
+    from workbench.data.folder import list_split, load_dataset_info, read_mask
+    from workbench.splits import ClassSplit, all_protocols, identifiability
+
+    info = load_dataset_info(args.path)
+    names = [args.protocol] if args.protocol else all_protocols(info.protocols)
+    splits = [ClassSplit.from_protocol(info.classes, info.protocols, n) for n in names]
+    masks = [read_mask(info.mask_path(args.split, n), info) for n in list_split(info, args.split)]
+    reports = [identifiability(masks, split) for split in splits]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=1))
+    else:
+        print(f"{info.root} ({args.split}, {len(masks)} images): {len(reports)} protocol(s)")
+        for report in reports:
+            print(report.format())
+    return 0
 
 
 def cmd_annotations(args, extra: list[str]) -> int:
@@ -347,6 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--train", type=int, default=256)
     gen.add_argument("--val", type=int, default=64)
     gen.add_argument("--seed", type=int, default=0)
+    prot = dsub.add_parser(
+        "protocols",
+        help="weak-shot protocols (dataset.json's and random25:1..4) with identifiability reports",
+        description="For each protocol: training images by number of novel classes present, the share of "
+        "novel pixels in images with >= 2 novel classes, and warnings when tags alone identify the novel "
+        "classes (trivial) or a novel class is in > 90%% of images (degenerate). randomP:k works on any "
+        "dataset: round(P%% of the classes) from the k-th permutation of one fixed seed.",
+    )
+    prot.add_argument("path", help="dataset folder")
+    prot.add_argument("--protocol", help="one protocol (a dataset.json name or randomP:k) instead of all")
+    prot.add_argument("--split", default="train")
+    prot.add_argument("--json", action="store_true", help="print the reports as JSON")
     val = dsub.add_parser("validate", help="check every file of a dataset folder")
     val.add_argument("path")
     conv = dsub.add_parser("convert", help="convert PASCAL VOC or ADE20K / COCO-Stuff index-mask layouts")

@@ -72,7 +72,7 @@ class TrainConfig:
     out: str = "runs/latest"
     supervision: str | None = None  # None: the method's first supported kind
     protocol: str | None = None  # weak-shot protocol from dataset.json
-    novel: str | None = None  # or an explicit comma-separated list of novel class names
+    novel: str | None = None  # or novel classes: comma-separated names (or 0-based indices)
     weak_labels: str | None = None  # a weak-label JSON file instead of simulated labels
     train_split: str = "train"
     val_split: str = "val"
@@ -167,7 +167,7 @@ def class_split(info: DatasetInfo, config: TrainConfig) -> ClassSplit | None:
     if config.protocol:
         return ClassSplit.from_protocol(info.classes, info.protocols, config.protocol)
     if config.novel:
-        return ClassSplit.from_names(info.classes, [n.strip() for n in config.novel.split(",") if n.strip()])
+        return ClassSplit.from_names(info.classes, config.novel)
     return None
 
 
@@ -444,7 +444,8 @@ def run_config(method, method_config, config: TrainConfig, info: DatasetInfo, sp
         "image_size": list(train_ds.size),
         "dataset": {"root": str(info.root), "name": info.name, "classes": list(info.classes),
                     "colors": [list(c) for c in info.colors]},
-        "novel": list(split.novel) if split else [],
+        "novel": list(split.novel_names) if split else [],  # names; runs before issue 14 hold indices
+        "protocol": split.name if split else None,
     }  # fmt: skip
 
 
@@ -560,7 +561,7 @@ def evaluate_run(
     class_split = (
         ClassSplit.from_protocol(info.classes, info.protocols, protocol)
         if protocol
-        else (ClassSplit(info.classes, tuple(novel)) if novel else None)
+        else (ClassSplit.from_names(info.classes, novel) if novel else None)  # names, or indices (old runs)
     )
     dataset = SegmentationDataset(info, split, "dense", size=tuple(cfg["image_size"]), include_gt=True)
     device_ = next(model.parameters()).device
