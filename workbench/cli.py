@@ -196,7 +196,10 @@ def cmd_data(args, extra: list[str]) -> int:
 
     if args.action == "generate":
         h, w = (int(v) for v in args.size.lower().split("x"))
-        root = generate(args.out, SyntheticConfig(height=h, width=w, train=args.train, val=args.val, seed=args.seed))
+        config = SyntheticConfig(
+            height=h, width=w, train=args.train, val=args.val, seed=args.seed, weak_shot=args.weak_shot
+        )
+        root = generate(args.out, config)
         print(f"synthetic dataset written to {root}")
         return 0
     if args.action == "protocols":
@@ -373,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--train", type=int, default=256)
     gen.add_argument("--val", type=int, default=64)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--weak-shot",
+        action="store_true",
+        help="weak-shot mode: most images hold >= 2 of the novel classes of protocol 'weakshot' (disc, triangle, cross)",
+    )
     prot = dsub.add_parser(
         "protocols",
         help="weak-shot protocols (dataset.json's and random25:1..4) with identifiability reports",

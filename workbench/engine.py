@@ -33,7 +33,7 @@ from workbench.configs import field_type
 from workbench.data.augment import Augment
 from workbench.data.dataset import SegmentationDataset, check_imported_labels, image_tensor, parse_supervision
 from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
-from workbench.data.synthetic import ensure_synthetic
+from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
 from workbench.io import atomic_write_text, save_index_png
 from workbench.metrics import confusion_matrix, format_summary, summarize
 from workbench.models import Backbone
@@ -159,8 +159,13 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def dataset_info(config: TrainConfig) -> DatasetInfo:
-    root = config.data if config.data is not None else ensure_synthetic(config.synthetic_root)
-    return load_dataset_info(root)
+    """The dataset folder; without one, the synthetic set (its weak-shot mode for weak-shot runs, next to it)."""
+    if config.data is not None:
+        return load_dataset_info(config.data)
+    if config.protocol or config.novel:
+        weak_shot = SyntheticConfig(weak_shot=True)
+        return load_dataset_info(ensure_synthetic(f"{config.synthetic_root.rstrip('/')}-weakshot", weak_shot))
+    return load_dataset_info(ensure_synthetic(config.synthetic_root))
 
 
 def class_split(info: DatasetInfo, config: TrainConfig) -> ClassSplit | None:
