@@ -35,6 +35,7 @@ from workbench.data.dataset import SegmentationDataset, check_imported_labels, i
 from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
 from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
 from workbench.io import atomic_write_text, save_index_png
+from workbench.methods import optional_hook
 from workbench.metrics import confusion_matrix, format_summary, summarize
 from workbench.models import Backbone
 from workbench.splits import ClassSplit
@@ -274,10 +275,17 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(train_ds, config.batch_size, True, config, device)  # one loader: workers keep their caches
     steps_per_epoch = len(loader)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
+    hook = optional_hook(method, "param_groups")
+    groups = hook(model, method_config) if hook is not None else None
+    groups = groups or [{"params": list(model.parameters()), "lr_scale": 1.0}]  # e.g. a lower backbone lr
+    optimizer = torch.optim.AdamW(
+        [{"params": g["params"], "lr": config.lr * g["lr_scale"]} for g in groups], weight_decay=config.weight_decay
     )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[config.lr * g["lr_scale"] for g in groups], total_steps=config.epochs * steps_per_epoch,
+        pct_start=0.1,
+    )  # fmt: skip
+    grad_clip = float(getattr(method_config, "grad_clip", 0.0))  # full-model L2 norm clipping when > 0
     start_epoch = _resume(run_dir, model, optimizer, scheduler) if config.resume else 0
     if dist.is_main():
         if start_epoch == 0 and (run_dir / "metrics.jsonl").exists():
@@ -329,6 +337,8 @@ def train(
             loss = outputs["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
