@@ -9,6 +9,7 @@ import pytest
 
 from workbench.cli import main
 from workbench.engine import evaluate_run
+from workbench.session import DashboardSession
 from workbench.splits import ClassSplit, SplitError, class_indices, identifiability, random_novel
 
 CLASSES = ("sky", "grass", "sand", "disc", "square", "triangle", "ring", "cross")
@@ -73,6 +74,11 @@ def test_weak_shot_runs_take_names_or_indices_and_store_names(method, how, synth
     assert cfg["novel"] == ["triangle", "cross"]
     assert tuple(cfg["method_config"]["novel"]) == (5, 7)
     assert evaluate_run(out, synthetic_root)["novel_classes"] == ["triangle", "cross"]
+    session = DashboardSession.open(data=synthetic_root, run=out, out=tmp_path / "dash")
+    try:  # the dashboard opens every weak-shot run and knows its novel classes
+        assert session.novel == (5, 7)
+    finally:
+        session.close()
 
 
 def test_old_runs_with_novel_indices_still_evaluate(synthetic_root, tmp_path):
