@@ -182,10 +182,14 @@ def row_scores(row: str, result: dict, info, split: ClassSplit) -> dict:
 
 
 def add_ratios(rows: dict[str, dict]) -> None:
-    """Novel and base mIoU as shares of ``simformer_all`` (same model) and ``supervised_all``."""
+    """Novel and base mIoU as shares of ``simformer_all`` (same model) and ``supervised_all``
+    (not for ``simformer_s2``, which scores training images)."""
     for bound, tag in (("simformer_all", "same_model"), ("supervised_all", "full")):
         ref = rows.get(bound)
-        for r in rows.values():
+        for name, r in rows.items():
+            if name == "simformer_s2":
+                r[f"novel_ratio_{tag}"] = r[f"base_ratio_{tag}"] = None
+                continue
             for key in ("novel", "base"):
                 ok = ref is not None and ref[f"{key}_miou"]
                 r[f"{key}_ratio_{tag}"] = r[f"{key}_miou"] / ref[f"{key}_miou"] if ok else None
@@ -275,7 +279,8 @@ def main() -> None:
         split = ClassSplit.from_protocol(info.classes, info.protocols, protocol)
         reports[protocol] = identifiability(train_masks, split).to_dict()
         split_dir, rows = runs / protocol.replace(":", "_"), {}
-        for row, (method, method_config, weak_shot) in ROWS.items():
+        for row in sorted(ROWS, key=lambda r: names.index(r) if r in names else len(names)):  # --rows order first
+            method, method_config, weak_shot = ROWS[row]
             if row in ("simformer_s2", "simformer_s3"):
                 continue
             config = train_config(
@@ -294,7 +299,7 @@ def main() -> None:
                     print(f"{protocol:<12} {name:<18} base {rows[name]['base_miou']:.3f} "
                           f"novel {rows[name]['novel_miou']:.3f}", flush=True)  # fmt: skip
             add_ratios(rows)
-            per_split[protocol] = {r: rows[r] for r in ROWS if r in rows}
+            per_split[protocol] = {r: rows[r] for r in ROWS if r in rows}  # the table keeps ROWS order
             doc = {
                 "dataset": args.dataset, "regime": args.regime, "splits": list(per_split), "image_size":
                 budget["image_size"], "epochs": overrides.get("epochs", budget["epochs"]), "batch_size": BATCH_SIZE,
