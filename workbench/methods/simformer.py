@@ -4,8 +4,9 @@ Base classes have pixel labels; novel classes only image tags (``label`` holds n
 as ``UNLABELED`` 254, void and padding as ``IGNORE`` 255). A MaskFormer-style model splits
 segmentation into N proposals that each *classify* (K classes + "no object") and *segment*
 (a mask = proposal embedding · pixel embeddings). Every class present is supervised through
-classification; only base proposals get mask losses, and the proposal-pixel similarity
-transfers to novel proposals. Three more terms help the novel classes:
+classification; only base proposals get mask losses (and, by default, the novel class of an
+image with exactly one novel tag: its mask is the not-base region), and the proposal-pixel
+similarity transfers to novel proposals. Three more terms help the novel classes:
 
 - the **complementary loss**: the union of the matched novel masks, floored at probability
   0.05, should cover exactly the not-base, not-void pixels;
