@@ -322,10 +322,10 @@ def image_targets(
     present = torch.unique(label)
     base = [int(c) for c in present if c < num_classes and int(c) not in novel]
     novel_present = [c for c in novel if tags[c] > 0]
-    masks = [(label == c).float() for c in base]
+    planes = [(label == c).float() for c in base]
     if single_novel_masks and len(novel_present) == 1:
-        masks.append((label == UNLABELED).float())
-    masks = torch.stack(masks) if masks else label.new_zeros((0,) + label.shape).float()
+        planes.append((label == UNLABELED).float())
+    masks = torch.stack(planes) if planes else label.new_zeros((0,) + label.shape).float()
     if size is not None and tuple(size) != tuple(label.shape):
         masks = F.interpolate(masks[None], size=tuple(size), mode="area")[0]
     return Targets(torch.tensor(base + novel_present, dtype=torch.long, device=label.device), masks)

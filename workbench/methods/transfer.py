@@ -275,7 +275,7 @@ def soft_label_map(label: torch.Tensor, num_classes: int, region: torch.Tensor, 
 def patch_bce(logits: torch.Tensor, target: float, region: torch.Tensor) -> torch.Tensor:
     """BCE of patch logits ``(B, 1, h, w)`` against ``target``, weighted by the share of ``region (B, H, W)``
     each patch covers (patches outside the region see zeros in real and fake maps alike)."""
-    weight = F.adaptive_avg_pool2d(region[:, None].float(), logits.shape[-2:])
+    weight = F.adaptive_avg_pool2d(region[:, None].float(), (logits.shape[-2], logits.shape[-1]))
     bce = F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(), target), reduction="none")
     return (bce * weight).sum() / weight.sum().clamp(min=EPS)
 
