@@ -18,7 +18,7 @@
 # %% tags=["parameters"]
 SCALE = "tiny"  # "tiny": about a minute on 2 idle CPU cores; "full": 64x64 scenes, 256 images, 20 epochs
 WORKDIR = "runs/tutorials"  # the synthetic data and the run directories of this notebook go here
-PROTOCOL = "objects2"  # novel classes: triangle and cross ("shapes3": disc, ring, cross)
+PROTOCOL = "weakshot"  # novel classes: disc, triangle and cross ("objects2": triangle, cross; "shapes3": disc, ring, cross)
 THREADS = 2  # CPU threads torch may use (notebook 00 explains the two thread settings)
 
 # %%
@@ -55,7 +55,7 @@ SIZES = {
     "full": {"side": 64, "train": 256, "val": 64, "epochs": 20, "batch_size": 16},
 }[SCALE]
 work = Path(WORKDIR) / "04_weak_shot"
-data_root = ensure_sized_synthetic(WORKDIR, SIZES["side"], SIZES["train"], SIZES["val"])
+data_root = ensure_sized_synthetic(WORKDIR, SIZES["side"], SIZES["train"], SIZES["val"], weak_shot=True)
 info = load_dataset_info(data_root)
 C, colors = info.num_classes, np.asarray(info.colors, dtype=np.uint8)
 split = ClassSplit.from_protocol(info.classes, info.protocols, PROTOCOL)
@@ -70,8 +70,11 @@ print(f"base: {[info.classes[c] for c in split.base]}; novel: {[info.classes[c] 
 # whole training split.
 #
 # An image with a single novel tag teaches little: every hidden pixel must then be that class. The
-# interesting case, and the one we look at, holds **two or more novel classes**: the tags say both
-# are there, and only what transfers from the base classes can say which hidden pixel is which.
+# interesting case holds **two or more novel classes**: the tags say they are there, and only what
+# transfers from the base classes can say which hidden pixel is which. The synthetic scenes are
+# generated in **weak-shot mode** here (`ensure_sized_synthetic(..., weak_shot=True)`, or
+# `python -m workbench data generate --weak-shot`): most images hold two or three of the novel
+# classes, in varied combinations (`python -m workbench data protocols DIR` reports it).
 
 
 # %%
