@@ -248,6 +248,21 @@ def test_import_validates_everything_before_storing(session):
     assert sorted(type(i).__name__ for i in session.items().values()) == ["Point", "Scribble"]
 
 
+def test_reimporting_ones_own_export_adds_nothing(session):
+    label_some_pixels(session)
+    text = session.export_json().read_text()
+    assert session.import_json_text(text) == 0 and "already stored" in session.message
+    assert sorted(type(i).__name__ for i in session.items().values()) == ["Point", "Scribble"]
+    session.undo()  # the scribble is gone: importing brings back that one only
+    assert session.import_json_text(text) == 1
+    assert sorted(type(i).__name__ for i in session.items().values()) == ["Point", "Scribble"]
+
+
+def test_deeply_nested_json_is_a_clear_error(session):
+    with pytest.raises(SessionError, match="nested too deeply"):
+        session.import_json_text("[" * 100_000 + "]" * 100_000)
+
+
 def test_affinity_features_cam_and_pseudo_mask(session):
     h, w = session.size()
     feats = session.features()

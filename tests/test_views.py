@@ -177,6 +177,19 @@ def test_training_curves_and_run_comparison():
     assert "no report.json in y" in views.compare_runs({"name": "x", "summary": summary}, {"name": "y"}).text
 
 
+def test_loss_charts_put_step_on_x_and_fit_y_to_the_loss():
+    """The Metrics chart had "step" on its y axis; the sidebar's live curve stayed at y 0-1 with loss 2.55."""
+    records = [{"run": "r1", "step": s, "loss": 2.5 + s / 100} for s in range(1, 5)]
+    records += [{"run": "r1", "step": 4, "val_miou": 0.4}, {"run": "r1", "step": 5, "loss": float("nan")}]
+    fig = hv.render(views.training_curves(records))
+    loss_plot = fig.children[0][0]
+    assert [a.axis_label for a in loss_plot.left] == ["loss"] and loss_plot.xaxis[0].axis_label == "step"
+    pipe = hv.streams.Pipe(data=[])
+    plot = hv.renderer("bokeh").get_plot(hv.DynamicMap(lambda data: views.loss_curve(data), streams=[pipe]))
+    pipe.send([(1, 2.55), (2, 2.4)])
+    assert plot.state.y_range.start <= 2.4 and plot.state.y_range.end >= 2.55 and plot.state.y_range.start > 1
+
+
 # ----------------------------------------------------------------------------- the app, through params
 
 

@@ -293,6 +293,57 @@ def pixel_features(method: ModuleType, model: nn.Module, images: torch.Tensor) -
     return F.interpolate(feats.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def segmenter_layer(method: ModuleType, model: nn.Module, images: torch.Tensor) -> tuple[str, nn.Module]:
+    """``(name, module)``: the deepest encoder stage (``*encoder.layer4``, else ``*encoder``) that the
+    method's ``predict`` runs through (TransferNet has two encoders; only one segments)."""
+    candidates = [(n, m) for n, m in model.named_modules() if n.split(".")[-1] == "layer4" and "encoder" in n]
+    candidates += [(n, m) for n, m in model.named_modules() if n.split(".")[-1] == "encoder"]
+    fired: list[str] = []
+    handles = [m.register_forward_hook(lambda mod, i, o, n=n: fired.append(n)) for n, m in candidates]
+    try:
+        with torch.no_grad():
+            method.predict(model, images)
+    finally:
+        for h in handles:
+            h.remove()
+    for name, module in candidates:
+        if name in fired:
+            return name, module
+    raise ValueError("the model has no encoder stage its predictions run through")
+
+
+def segmenter_gradcam(method: ModuleType, model: nn.Module, images: torch.Tensor, cls: int) -> torch.Tensor:
+    """Grad-CAM ``(B, H, W)`` of class ``cls`` on the method's segmenter, for every method.
+
+    captum ``LayerGradCam`` on the score of ``cls`` = the summed ``method.predict`` scores of the
+    pixels predicted as ``cls`` (the arg-max frozen once, as in captum's segmentation tutorial),
+    at the deepest encoder stage the prediction runs through. ``predict`` hides what the model
+    returns (a dict for SimFormer and single-stage), so no method needs its own case.
+    """
+    try:
+        from captum.attr import LayerAttribution, LayerGradCam
+    except ImportError:
+        raise ValueError("Grad-CAM needs captum: pip install 'weakseg-workbench[explain]'") from None
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():  # captum#156: hooks and in-place ReLUs clash
+        if hasattr(module, "inplace"):
+            module.inplace = False
+    with torch.no_grad():
+        scores = method.predict(model, images).float()
+    selector = torch.zeros_like(scores).scatter_(1, scores.argmax(1, keepdim=True), 1.0)
+    if not selector[:, cls].any():
+        raise ValueError("the model predicts this class nowhere in the image, so there is no score to explain")
+    _, layer = segmenter_layer(method, model, images)
+
+    def class_scores(inp: torch.Tensor) -> torch.Tensor:
+        return (method.predict(model, inp).float() * selector).sum((2, 3))
+
+    with torch.enable_grad():
+        cam = LayerGradCam(class_scores, layer).attribute(images, target=int(cls), relu_attributions=True)
+    cam = LayerAttribution.interpolate(cam, tuple(images.shape[-2:]), interpolate_mode="bilinear")
+    return cam[:, 0].detach()
+
+
 def cosine_affinity(features: torch.Tensor, row: int, col: int) -> torch.Tensor:
     """Cosine similarity ``(H, W)`` in [-1, 1] of pixel ``(row, col)`` to every pixel of ``(D, H, W)`` features."""
     flat = F.normalize(features.flatten(1), dim=0)  # (D, HW)
@@ -575,6 +626,10 @@ class DashboardSession(param.Parameterized):
             doc = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise SessionError(f"upload is not valid JSON ({err}); upload a file written by Export JSON") from None
+        except RecursionError:
+            raise SessionError(
+                "upload is JSON nested too deeply to be a weak-label file; upload a file written by Export JSON"
+            ) from None
         if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT or not isinstance(doc.get("images"), dict):
             raise SessionError(f"upload is not a weak-label file (expected 'format': '{JSON_FORMAT}' and 'images')")
         if tuple(doc.get("classes", ())) != self.classes:
@@ -587,9 +642,10 @@ class DashboardSession(param.Parameterized):
             if (weak.height, weak.width) != self.size(self.names.index(name)):
                 raise SessionError(f"upload: image {name!r} was annotated at {weak.height}x{weak.width}, it is "
                                    f"{self.size(self.names.index(name))}")  # fmt: skip
-            labels[name] = weak
-        count = self.store.import_weak_label_set(WeakLabelSet(self.classes, labels))
-        self._edited(f"imported annotations of {count} images")
+            labels[name] = _without_stored(weak, self.store.weak_labels(name) if name in self.store.images() else None)
+        labels = {n: w for n, w in labels.items() if w.points or w.scribbles or w.boxes or w.tags}
+        count = self.store.import_weak_label_set(WeakLabelSet(self.classes, labels)) if labels else 0
+        self._edited(f"imported annotations of {count} images" + ("" if count else " (all were already stored)"))
         return count
 
     # ------------------------------------------------------------------ model outputs
@@ -679,16 +735,12 @@ class DashboardSession(param.Parameterized):
     def cam(self, cls: int | None = None, index: int | None = None) -> np.ndarray | str:
         """``(H, W)`` Grad-CAM of class ``cls`` normalised to [0, 1], or a string saying why there is none."""
         i, cls = self._i(index), self.active_class if cls is None else cls
-        try:
-            from workbench.methods import cam as cam_method
-        except ImportError:
-            return "Grad-CAM needs workbench.methods.cam, which this installation lacks"
 
         def compute():
             try:
-                values = cam_method.gradcam(self.model, self._tensor(i), cls)[0]
-            except (ValueError, KeyError, TypeError, RuntimeError) as err:
-                return f"Grad-CAM not available for this model ({err})"
+                values = segmenter_gradcam(self.method, self.model, self._tensor(i), cls)[0]
+            except ValueError as err:
+                return f"no Grad-CAM of {self.classes[cls]}: {err}"
             values = values / values.max().clamp(min=1e-6)
             return _resize_map(values.float(), self.size(i))
 
@@ -940,6 +992,22 @@ def read_run(run_dir: str | Path) -> dict:
         "records": read_jsonl(metrics) if metrics.is_file() else [],
         "config": load("config.json"),
     }
+
+
+def _without_stored(weak: WeakLabels, stored: WeakLabels | None) -> WeakLabels:
+    """``weak`` less the annotations ``stored`` already holds (one for one), so re-importing an export adds nothing."""
+    if stored is None:
+        return weak
+    kept = {}
+    for kind in ("points", "scribbles", "boxes"):
+        left = list(getattr(stored, kind))
+        kept[kind] = []
+        for item in getattr(weak, kind):
+            if item in left:
+                left.remove(item)
+            else:
+                kept[kind].append(item)
+    return dataclasses.replace(weak, tags=weak.tags - stored.tags, **{k: tuple(v) for k, v in kept.items()})
 
 
 def novel_ids(stored, classes: tuple[str, ...], run) -> tuple[int, ...]:
