@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import io
 import json
+import os
+import sqlite3
 import sys
+import traceback
 from functools import partial
 
 import holoviews as hv
@@ -46,7 +50,7 @@ from workbench.security import bind_address, check_upload, safe_path
 from workbench.session import DashboardSession, SessionError, leave_a_core, read_run
 from workbench.weak_labels import WeakLabelError
 
-pn.extension("tabulator")
+pn.extension("tabulator", inline=True)  # BokehJS and Panel's JS from the server or kernel, never a CDN
 hv.extension("bokeh")
 silence(FIXED_SIZING_MODE)  # images are sized by frame_width/frame_height on purpose (square pixels)
 
@@ -58,21 +62,50 @@ USER_ERRORS = (WeakLabelError, SessionError, ValueError)
 TOOLS = ("point", "scribble", "pan")
 
 
+def plot_pane(obj, **params) -> pn.pane.HoloViews:
+    """A plot that shares no axis with any other plot of the page: linked axes joined the Metrics
+    bars' flat class factors with the run comparison's nested ones (Bokeh FactorRange error) and
+    tied plots of different tabs together."""
+    return pn.pane.HoloViews(obj, linked_axes=False, **params)
+
+
 class KeyboardShortcuts(JSComponent):
-    """Sends key presses on the page (not in text fields) to Python; ``on_key(key)`` handles them."""
+    """Sends key presses to Python (``on_key(key)``), but only while this dashboard has the focus.
+
+    The dashboard has the focus from a click inside it (on any element carrying the CSS class
+    ``scope``) until a click anywhere else. Keys are caught on ``window`` in the capture phase
+    and stopped there, so JupyterLab's command mode (which listens on ``document``) never sees
+    a digit meant for the dashboard, and never loses one meant for a notebook cell. Keys typed
+    into text fields, and keys with Ctrl, Cmd or Alt, pass through untouched.
+    """
+
+    scope = param.String(default="weakseg-dashboard", doc="CSS class of the dashboard's outer layout")
+    focused = param.Boolean(default=False, doc="whether the last click landed inside the dashboard")
 
     _esm = """
     export function render({ model }) {
+      const inside = (event) =>
+        event.composedPath().some((n) => n.classList && n.classList.contains(model.scope));
+      function onPointer(event) {
+        const now = inside(event);
+        if (now !== model.focused) model.focused = now;
+      }
       function onKey(event) {
+        if (!model.focused || event.ctrlKey || event.metaKey || event.altKey) return;
+        if (event.key.length !== 1) return;
         const target = event.composedPath()[0];
         const tag = (target && target.tagName || "").toLowerCase();
         if (["input", "textarea", "select"].includes(tag) || (target && target.isContentEditable)) return;
-        if (event.ctrlKey || event.metaKey || event.altKey) return;
-        if (event.key.length !== 1) return;
+        event.stopPropagation();
+        event.preventDefault();
         model.send_msg({ key: event.key });
       }
-      document.addEventListener("keydown", onKey);
-      model.on("remove", () => document.removeEventListener("keydown", onKey));
+      window.addEventListener("pointerdown", onPointer, true);
+      window.addEventListener("keydown", onKey, true);
+      model.on("remove", () => {
+        window.removeEventListener("pointerdown", onPointer, true);
+        window.removeEventListener("keydown", onKey, true);
+      });
       const el = document.createElement("span");
       el.style.display = "none";
       return el;
@@ -255,7 +288,7 @@ class Dashboard(pn.viewable.Viewer):
 
     def _build(self) -> None:
         s = self.session
-        self.keys = KeyboardShortcuts(self._on_key)
+        self.keys = KeyboardShortcuts(self._on_key, scope=f"weakseg-dashboard-{id(self):x}")
         self.image_name = pn.pane.Markdown(self._image_title(), margin=(0, 10))
         prev_btn = pn.widgets.Button(label="◀ previous (p)", width=120)
         next_btn = pn.widgets.Button(label="next (n) ▶", width=120)
@@ -282,9 +315,7 @@ class Dashboard(pn.viewable.Viewer):
         )  # fmt: skip
         annotate = pn.Column(
             self.image_name,
-            pn.Row(
-                pn.pane.HoloViews(self.canvas.plot, linked_axes=False, css_classes=["annotation-canvas"]), self.legend
-            ),
+            pn.Row(plot_pane(self.canvas.plot, css_classes=["annotation-canvas"]), self.legend),
             self.status,
         )
         self._views = {
@@ -310,7 +341,7 @@ class Dashboard(pn.viewable.Viewer):
         self.progress = pn.indicators.Progress(value=0, max=100, width=250, active=False)
         self.train_text = pn.pane.Str("", styles={"font-size": "12px"})
         self.loss_pipe = streams.Pipe(data=[])  # new points only: the plot is updated, not rebuilt
-        self.loss_pane = pn.pane.HoloViews(
+        self.loss_pane = plot_pane(
             hv.DynamicMap(lambda data: views.loss_curve(data), streams=[self.loss_pipe]), visible=False
         )
         self.retrain_btn.on_click(lambda e: self._retrain())
@@ -334,7 +365,7 @@ class Dashboard(pn.viewable.Viewer):
         return pn.Column("**annotations**", pn.Row(json_btn, png_btn), download, "import weak-label JSON:", upload)
 
     def __panel__(self):
-        return pn.Row(self.sidebar, self.tabs, self.keys)
+        return pn.Row(self.sidebar, self.tabs, self.keys, css_classes=[self.keys.scope])
 
     # ------------------------------------------------------------------ reacting to the session
 
@@ -347,7 +378,10 @@ class Dashboard(pn.viewable.Viewer):
             (lambda e: self.canvas.refresh_overlay(), ["overlay", "opacity"]),
             (lambda e: self.canvas.refresh_image(), ["visible"]),
             (self._on_class, ["active_class"]),
-            (lambda e: self._update_status(), ["message", "annotation_version", "model_version", "brush_width"]),
+            (
+                lambda e: self._update_status(),
+                ["index", "message", "annotation_version", "model_version", "brush_width"],
+            ),
             (lambda e: self._mark_stale("Where to click"), ["uncertainty"]),
             (lambda e: self._mark_stale("CAM vs pseudo-mask"), ["active_class", "annotation_version"]),
         ]
@@ -471,14 +505,12 @@ class Dashboard(pn.viewable.Viewer):
     def _uncertainty_view(self) -> list:
         s = self.session
         kind = pn.widgets.RadioButtonGroup.from_param(s.param.uncertainty)
-        return [kind, pn.pane.HoloViews(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))]
+        return [kind, plot_pane(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))]
 
     def _affinity_view(self) -> list:
         s = self.session
         if s.features() is None:
-            return [
-                pn.pane.HoloViews(views.unavailable("affinity", "not available for this model (no pixel features)"))
-            ]
+            return [plot_pane(views.unavailable("affinity", "not available for this model (no pixel features)"))]
         image = views.image_element(s.image(), title="click a pixel to see its affinity")
         tap = streams.Tap(source=image, x=None, y=None)
         h, w = s.size()
@@ -491,7 +523,7 @@ class Dashboard(pn.viewable.Viewer):
             values, source = s.affinity(*pixel)
             return views.affinity_layer(values, pixel, source)
 
-        return [pn.pane.HoloViews(image * hv.DynamicMap(layer, streams=[tap]))]
+        return [plot_pane(image * hv.DynamicMap(layer, streams=[tap]))]
 
     def _cam_view(self) -> list:
         s = self.session
@@ -499,34 +531,40 @@ class Dashboard(pn.viewable.Viewer):
             s.image(), s.cam(), s.point_pseudo_mask(), s.ground_truth(), s.active_class, s.classes, s.colors
         )
         note = "Class: the active class (digits). The pseudo-mask grows from this image's points and scribbles."
-        return [pn.pane.Markdown(note), pn.pane.HoloViews(view)]
+        return [pn.pane.Markdown(note), plot_pane(view)]
 
     def _proposals_view(self) -> list:
         s = self.session
-        return [pn.pane.HoloViews(views.proposal_view(s.image(), s.proposals(), PROPOSALS_K, s.classes, s.colors))]
+        return [plot_pane(views.proposal_view(s.image(), s.proposals(), PROPOSALS_K, s.classes, s.colors))]
 
     def _metrics_view(self) -> list:
         s = self.session
         summary = s.evaluate("val")
         runs = [str(p.relative_to(s.runs_root)) for p in s.runs()]  # names relative to the runs root, never paths
-        first = pn.widgets.Select(label="run A", options=runs, value=runs[0] if runs else None, width=250)
-        second = pn.widgets.Select(label="run B", options=runs, value=runs[-1] if runs else None, width=250)
-        compare = pn.bind(self._compare, first, second)
+        self.run_a = pn.widgets.Select(label="run A", options=runs, value=runs[0] if runs else None, width=250)
+        self.run_b = pn.widgets.Select(label="run B", options=runs, value=runs[-1] if runs else None, width=250)
+        self.comparison = pn.Column(self._compare(self.run_a.value, self.run_b.value))
+
+        def update(event) -> None:
+            self.comparison.objects = [self._compare(self.run_a.value, self.run_b.value)]
+
+        self.run_a.param.watch(update, "value")
+        self.run_b.param.watch(update, "value")
         return [
-            pn.Row(pn.pane.HoloViews(views.iou_bars(summary, f"model v{s.model_version} on val:")),
-                   pn.pane.HoloViews(views.confusion_heatmap(summary["confusion_matrix"], s.classes))),
-            pn.pane.HoloViews(views.training_curves(s.run_records())),
-            pn.Row(first, second), compare,
+            pn.Row(plot_pane(views.iou_bars(summary, f"model v{s.model_version} on val:")),
+                   plot_pane(views.confusion_heatmap(summary["confusion_matrix"], s.classes))),
+            plot_pane(views.training_curves(s.run_records())),
+            pn.Row(self.run_a, self.run_b), self.comparison,
         ]  # fmt: skip
 
     def _compare(self, first: str | None, second: str | None):
         if not first or not second:
-            return pn.pane.HoloViews(views.unavailable("two runs", "no run directories found to compare"))
+            return plot_pane(views.unavailable("two runs", "no run directories found to compare"))
         try:
             a, b = (read_run(safe_path(self.session.runs_root, p)) for p in (first, second))
         except USER_ERRORS as err:
             return pn.pane.Alert(str(err), alert_type="warning")
-        return pn.pane.HoloViews(views.compare_runs(a, b))
+        return plot_pane(views.compare_runs(a, b))
 
     # ------------------------------------------------------------------ retraining
 
@@ -594,8 +632,8 @@ class Dashboard(pn.viewable.Viewer):
         )
         self._upload_view.objects = [
             self._image_input,
-            pn.Row(pn.pane.HoloViews(view.opts(title="prediction")),
-                   pn.pane.HoloViews(views.uncertainty_view(image, probs, s.uncertainty))),
+            pn.Row(plot_pane(view.opts(title="prediction")),
+                   plot_pane(views.uncertainty_view(image, probs, s.uncertainty))),
         ]  # fmt: skip
 
 
@@ -615,6 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5006)
     parser.add_argument("--expose", action="store_true", help="listen on every interface, not only 127.0.0.1")
     parser.add_argument("--show", action="store_true", help="open a browser tab")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of a start-up error")
     return parser
 
 
@@ -627,16 +666,48 @@ def open_session(args: argparse.Namespace) -> DashboardSession:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve the dashboard; a bad argument, dataset, run, store or port is one line on stderr and exit 2
+    (``--debug`` or ``WORKBENCH_DEBUG=1`` for the traceback)."""
     args = build_parser().parse_args(argv)
-    session = open_session(args)
+    try:
+        check_port(args.port)
+        session = open_session(args)
+    except STARTUP_ERRORS as err:
+        return _startup_failed(err, args)
     address = bind_address(args.expose)
     origins = ["*"] if args.expose else [f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
+    try:
+        server = pn.serve(
+            lambda: Dashboard(session), port=args.port, address=address, websocket_origin=origins, show=args.show,
+            title="weakseg dashboard", start=False,
+        )  # fmt: skip
+    except STARTUP_ERRORS as err:
+        session.close()
+        return _startup_failed(err, args)
     print(f"dashboard on http://{address}:{args.port} ({'exposed' if args.expose else 'local only'})")
-    pn.serve(
-        lambda: Dashboard(session), port=args.port, address=address, websocket_origin=origins, show=args.show,
-        title="weakseg dashboard",
-    )  # fmt: skip
+    server.start()
+    server.io_loop.start()
     return 0
+
+
+STARTUP_ERRORS = (ValueError, OSError, sqlite3.DatabaseError, OverflowError)
+
+
+def check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise SessionError(f"--port {port} is not a TCP port; pick one in 1..65535 (e.g. 5006)")
+
+
+def _startup_failed(err: BaseException, args: argparse.Namespace) -> int:
+    if args.debug or os.environ.get("WORKBENCH_DEBUG"):
+        traceback.print_exception(err)
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, OSError) and err.errno == errno.EADDRINUSE:
+        message = f"port {args.port} is in use by another program; pick another with --port"
+    elif isinstance(err, sqlite3.DatabaseError):
+        message = f"the annotation store is not a workbench store ({err}); point --store at another file"
+    print(f"dashboard: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -294,22 +294,56 @@ def pixel_features(method: ModuleType, model: nn.Module, images: torch.Tensor) -
 
 
 def segmenter_layer(method: ModuleType, model: nn.Module, images: torch.Tensor) -> tuple[str, nn.Module]:
-    """``(name, module)``: the deepest encoder stage (``*encoder.layer4``, else ``*encoder``) that the
-    method's ``predict`` runs through (TransferNet has two encoders; only one segments)."""
-    candidates = [(n, m) for n, m in model.named_modules() if n.split(".")[-1] == "layer4" and "encoder" in n]
-    candidates += [(n, m) for n, m in model.named_modules() if n.split(".")[-1] == "encoder"]
-    fired: list[str] = []
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: fired.append(n)) for n, m in candidates]
+    """``(name, module)``: the deepest encoder stage (``*encoder.layer4``, ``layer3``, ...) that the method's
+    ``predict`` runs through (TransferNet has two encoders; only one segments) and whose output is still
+    at least 4x4 pixels (``layer4`` of a 32x32 image is one pixel: a CAM of one value)."""
+    stages = ("layer4", "layer3", "layer2", "layer1")
+    candidates = [
+        (n, m) for stage in stages for n, m in model.named_modules() if n.split(".")[-1] == stage and "encoder" in n
+    ]
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def hook(name):
+        def record(module, inputs, output) -> None:  # returns None: the output stays as it is
+            sizes.setdefault(name, tuple(output.shape[-2:]))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in candidates]
     try:
         with torch.no_grad():
             method.predict(model, images)
     finally:
         for h in handles:
             h.remove()
-    for name, module in candidates:
-        if name in fired:
-            return name, module
-    raise ValueError("the model has no encoder stage its predictions run through")
+    fired = [(n, m) for n, m in candidates if n in sizes]
+    if not fired:
+        raise ValueError("the model has no encoder stage its predictions run through")
+    return next(((n, m) for n, m in fired if min(sizes[n]) >= 4), fired[-1])
+
+
+def _score_head(method: ModuleType, model: nn.Module, images: torch.Tensor, shape) -> tuple[str, nn.Module]:
+    """The last module to run in ``predict`` whose output has the shape of the class scores (the classifier)."""
+    fired: list[str] = []
+    modules = dict(model.named_modules())
+
+    def hook(name):
+        def record(module, inputs, output) -> None:
+            if isinstance(output, torch.Tensor) and tuple(output.shape) == tuple(shape):
+                fired.append(name)
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items() if n and not list(m.children())]
+    try:
+        with torch.no_grad():
+            method.predict(model, images)
+    finally:
+        for h in handles:
+            h.remove()
+    if not fired:
+        raise ValueError("no gradient reaches the encoder and no classifier layer was found")
+    return fired[-1], modules[fired[-1]]
 
 
 def segmenter_gradcam(method: ModuleType, model: nn.Module, images: torch.Tensor, cls: int) -> torch.Tensor:
@@ -333,14 +367,26 @@ def segmenter_gradcam(method: ModuleType, model: nn.Module, images: torch.Tensor
     selector = torch.zeros_like(scores).scatter_(1, scores.argmax(1, keepdim=True), 1.0)
     if not selector[:, cls].any():
         raise ValueError("the model predicts this class nowhere in the image, so there is no score to explain")
-    _, layer = segmenter_layer(method, model, images)
+    name, layer = segmenter_layer(method, model, images)
 
     def class_scores(inp: torch.Tensor) -> torch.Tensor:
         return (method.predict(model, inp).float() * selector).sum((2, 3))
 
-    with torch.enable_grad():
-        cam = LayerGradCam(class_scores, layer).attribute(images, target=int(cls), relu_attributions=True)
+    try:
+        with torch.enable_grad():
+            cam = LayerGradCam(class_scores, layer).attribute(images, target=int(cls), relu_attributions=True)
+    except RuntimeError as err:  # SPML classifies detached embeddings: no gradient reaches the encoder
+        if "not have been used in the graph" not in str(err):
+            raise
+        name, layer = _score_head(method, model, images, scores.shape)
+        with torch.enable_grad():
+            cam = LayerGradCam(class_scores, layer).attribute(
+                images, target=int(cls), relu_attributions=True, attribute_to_layer_input=True
+            )
+        name += " input"
     cam = LayerAttribution.interpolate(cam, tuple(images.shape[-2:]), interpolate_mode="bilinear")
+    if not (cam > 0).any():
+        raise ValueError(f"no positive evidence for it at {name} (Grad-CAM is zero everywhere)")
     return cam[:, 0].detach()
 
 
@@ -802,9 +848,9 @@ class DashboardSession(param.Parameterized):
     def runs(self) -> list[Path]:
         """Run directories (a ``config.json`` inside) up to three levels under :attr:`runs_root`, sorted."""
         root = self.runs_root
-        found = {p.parent for pattern in ("*/config.json", "*/*/config.json", "*/*/*/config.json")
+        found = {p.parent.resolve() for pattern in ("*/config.json", "*/*/config.json", "*/*/*/config.json")
                  for p in root.glob(pattern)}  # fmt: skip
-        return sorted(p.resolve() for p in found)
+        return sorted(p for p in found if p.is_relative_to(root))  # a symlink pointing outside is not listed
 
     # ------------------------------------------------------------------ retraining
 
