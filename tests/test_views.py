@@ -425,3 +425,18 @@ def test_status_line_follows_next_and_previous(dashboard):
     assert "1 points" in d.status.object
     d.keys._handle_msg({"key": "n"})
     assert d.session.image_name in d.status.object and "0 points" in d.status.object
+
+
+def test_a_closed_session_says_so_instead_of_failing(synthetic_root, tmp_path):
+    """Notebook 05 used to close its session in the last cell; clicks then raised sqlite3.ProgrammingError."""
+    from apps.dashboard import Dashboard
+    from workbench.session import DashboardSession
+
+    s = DashboardSession.open(data=synthetic_root, store=tmp_path / "c.sqlite")
+    d = Dashboard(s)
+    s.close()
+    h, _ = s.size()
+    d.canvas._on_points({"x": [3.5], "y": [h - 2.5]})
+    d.keys._handle_msg({"key": "z"})
+    d._retrain()
+    assert "session was closed" in s.message and "session was closed" in d.status.object

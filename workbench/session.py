@@ -64,6 +64,9 @@ UNCERTAINTY = ("entropy", "margin")
 ANNOTATION_KINDS = ("points", "scribbles", "boxes")
 CACHE_SIZE = 32  # images whose model outputs stay cached (per model version)
 MAX_BRUSH = 50.0
+CLOSED_MESSAGE = (
+    "this session was closed (session.close()); open a new one with DashboardSession.open(...) and show it again"
+)
 
 
 class SessionError(ValueError):
@@ -507,9 +510,16 @@ class DashboardSession(param.Parameterized):
         )  # fmt: skip
 
     def close(self) -> None:
+        """Stop a running retrain and close the store; every later edit says the session is closed."""
         self.trainer.cancel()
         self.trainer.join(timeout=30)
         self.store.close()
+        self.closed = True
+        self.message = CLOSED_MESSAGE
+
+    def _check_open(self) -> None:
+        if getattr(self, "closed", False):
+            raise SessionError(CLOSED_MESSAGE)
 
     # ------------------------------------------------------------------ dataset
 
@@ -573,11 +583,13 @@ class DashboardSession(param.Parameterized):
     def weak_labels(self, index: int | None = None) -> WeakLabels:
         i = self._i(index)
         name = self.names[i]
-        if name not in self.store.images():
+        if getattr(self, "closed", False) or name not in self.store.images():  # a closed store shows nothing
             return WeakLabels(*self.size(i))
         return self.store.weak_labels(name)
 
     def items(self, index: int | None = None) -> dict:
+        if getattr(self, "closed", False):
+            return {}
         return self.store.items(self.names[self._i(index)])
 
     def annotation_mask(self, index: int | None = None) -> np.ndarray:
@@ -590,6 +602,7 @@ class DashboardSession(param.Parameterized):
 
     def add_point(self, row: float, col: float, cls: int | None = None) -> int:
         """Store a click of class ``cls`` (default: the active class) at once; return its item id."""
+        self._check_open()
         h, w = self.size()
         row, col = _clamp_pixel(row, col, h, w)
         item_id = self.store.add(self.image_name, Point(row, col, self.active_class if cls is None else cls), (h, w))
@@ -597,6 +610,7 @@ class DashboardSession(param.Parameterized):
         return item_id
 
     def move_point(self, item_id: int, row: float, col: float) -> None:
+        self._check_open()
         h, w = self.size()
         row, col = _clamp_pixel(row, col, h, w)
         old = self.store.items(self.image_name)[item_id]
@@ -607,6 +621,7 @@ class DashboardSession(param.Parameterized):
 
     def add_scribble(self, path, cls: int | None = None, width: float | None = None) -> int:
         """Store a stroke ``path`` of ``(row, col)`` vertices with the active class and brush width."""
+        self._check_open()
         path = tuple((float(r), float(c)) for r, c in path)
         if len(path) == 1:
             path = path * 2  # a dab of the brush: a zero-length stroke is still a stroke of the brush's width
@@ -616,15 +631,18 @@ class DashboardSession(param.Parameterized):
         return item_id
 
     def remove(self, item_id: int) -> None:
+        self._check_open()
         self.store.remove(self.image_name, item_id)
         self._edited(f"item {item_id} removed")
 
     def undo(self) -> bool:
+        self._check_open()
         done = self.store.undo(self.image_name) if self.image_name in self.store.images() else False
         self._edited("undone" if done else "nothing to undo")
         return done
 
     def redo(self) -> bool:
+        self._check_open()
         done = self.store.redo(self.image_name) if self.image_name in self.store.images() else False
         self._edited("redone" if done else "nothing to redo")
         return done
@@ -888,6 +906,7 @@ class DashboardSession(param.Parameterized):
 
     def retrain(self, mode: str | None = None) -> None:
         """Start a quick or full retrain in the background; :meth:`poll` applies the result when it is done."""
+        self._check_open()
         mode = mode or self.train_mode
         if mode == "quick":
             weak = self.weak_labels(self.index)
