@@ -517,7 +517,7 @@ class Dashboard(pn.viewable.Viewer):
 
         def layer(x, y):
             if x is None or y is None:
-                return views.affinity_layer(None, None)
+                return views.affinity_layer(None, None, shape=(h, w))
             row, col = views.to_pixel(x, y, h)
             pixel = (int(np.clip(round(row), 0, h - 1)), int(np.clip(round(col), 0, w - 1)))
             values, source = s.affinity(*pixel)

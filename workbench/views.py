@@ -202,10 +202,20 @@ def uncertainty_view(image: np.ndarray, probs: np.ndarray, kind: str = "entropy"
     )
 
 
-def affinity_layer(values: np.ndarray | None, pixel: tuple[int, int] | None, source: str = "") -> hv.Overlay:
-    """The affinity of the clicked ``pixel`` to every pixel (``(H, W)`` in [0, 1]) and a marker on the pixel."""
+def affinity_layer(
+    values: np.ndarray | None, pixel: tuple[int, int] | None, source: str = "", shape: tuple[int, int] | None = None
+) -> hv.Overlay:
+    """The affinity of the clicked ``pixel`` to every pixel (``(H, W)`` in [0, 1]) and a marker on the pixel.
+
+    Before the first click (``values`` None) an all-NaN (transparent) map of ``shape``: the same
+    layers every time, so a DynamicMap never adds a colorbar to a plot already in the browser
+    ("cannot find a view for ColorBar").
+    """
     if values is None or pixel is None:
-        return hv.Overlay([hv.Points([]).opts(color="cyan")])
+        if shape is None:
+            return hv.Overlay([hv.Points([]).opts(color="cyan")])
+        empty = heatmap_element(np.full(shape, np.nan, dtype=np.float32))
+        return (empty * hv.Points([]).opts(marker="circle", size=12, color="cyan")).opts(title="")
     h = values.shape[0]
     mark = hv.Points([(pixel[1] + 0.5, h - pixel[0] - 0.5)]).opts(marker="circle", size=12, color="cyan")
     return (heatmap_element(values) * mark).opts(title=f"affinity to ({pixel[0]}, {pixel[1]}): {source}")
