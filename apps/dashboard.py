@@ -346,10 +346,27 @@ class Dashboard(pn.viewable.Viewer):
         )
         self.retrain_btn.on_click(lambda e: self._retrain())
         self.cancel_btn.on_click(lambda e: s.cancel())
+        self.version_picker = pn.widgets.Select(name="model version", options=self._version_options(), width=250)
+        use_btn = pn.widgets.Button(label="make current", width=120)
+        use_btn.on_click(lambda e: self._guard(lambda: s.use_version(self.version_picker.value)))
         return pn.Column(
             "**retrain in place**", mode, pn.Row(self.retrain_btn, self.cancel_btn), self.progress, self.train_text,
-            self.loss_pane,
+            self.loss_pane, self.version_picker, use_btn,
         )  # fmt: skip
+
+    def _version_options(self) -> dict:
+        s = self.session
+        if not s.versions:
+            return {f"v{s.model_version} (opened)": s.model_version}
+        options = {}
+        for v in s.versions:
+            mark = " - current" if v.number == s.model_version else (" - not used" if v is s.pending else "")
+            options[f"v{v.number} {v.label}: val mIoU {v.summary['miou']:.3f}{mark}"] = v.number
+        return options
+
+    def _refresh_versions(self) -> None:
+        self.version_picker.options = self._version_options()
+        self.version_picker.value = self.session.model_version
 
     def _export_box(self) -> pn.Column:
         s = self.session
@@ -419,6 +436,7 @@ class Dashboard(pn.viewable.Viewer):
         self._mark_stale(*[v for v in self._views if v != "Metrics"])
 
     def _on_model(self, event) -> None:
+        self._refresh_versions()
         self.canvas.refresh_overlay()
         self._mark_stale(*self._views)
 
@@ -554,8 +572,23 @@ class Dashboard(pn.viewable.Viewer):
             pn.Row(plot_pane(views.iou_bars(summary, f"model v{s.model_version} on val:")),
                    plot_pane(views.confusion_heatmap(summary["confusion_matrix"], s.classes))),
             plot_pane(views.training_curves(s.run_records())),
+            *self._versions_table(),
             pn.Row(self.run_a, self.run_b), self.comparison,
         ]  # fmt: skip
+
+    def _versions_table(self) -> list:
+        rows = self.session.version_table()
+        if not rows:
+            return []
+        import pandas as pd
+
+        frame = pd.DataFrame(rows).round(3)
+        return [
+            pn.pane.Markdown("**Model versions** (val IoU per class; pick one in the sidebar to make it current)"),
+            pn.widgets.Tabulator(
+                frame, disabled=True, show_index=False, width=900, height=min(300, 40 + 30 * len(rows))
+            ),
+        ]
 
     def _compare(self, first: str | None, second: str | None):
         if not first or not second:
@@ -591,6 +624,7 @@ class Dashboard(pn.viewable.Viewer):
         if len(state["losses"]) != len(self.loss_pipe.data):
             self.loss_pipe.send(state["losses"])
         if "finished" in state or state["status"] != "running":
+            self._refresh_versions()  # a retrain that lowered val mIoU is listed, not current
             self._poller.stop()
             self.retrain_btn.disabled, self.cancel_btn.disabled, self.progress.active = False, True, False
 

@@ -129,8 +129,45 @@ def test_quick_retrain_learns_the_clicked_pixels(session):
     label_some_pixels(session)
     session.retrain("quick")
     session.wait(timeout=300)
+    if session.pending is not None:  # an untrained model's val mIoU may drop: take the version anyway
+        session.accept_pending()
     right, labelled = session.labelled_accuracy()
     assert labelled > 20 and right / labelled > 0.9
+
+
+def test_every_retrain_is_a_version_and_any_version_can_be_current_again(session):
+    label_some_pixels(session)
+    before = session.probabilities().copy()
+    session.retrain("quick")
+    session.wait(timeout=120)
+    if session.pending is not None:
+        session.accept_pending()
+    assert session.model_version == 1 and [v.number for v in session.versions] == [0, 1]
+    table = session.version_table()
+    assert [r["version"] for r in table] == [0, 1] and [r["current"] for r in table] == [False, True]
+    assert all(0 <= r["val mIoU"] <= 1 and set(session.classes) <= set(r) for r in table)  # per-class IoU beside
+    after = session.probabilities().copy()
+    session.use_version(0)
+    assert session.model_version == 0 and np.allclose(session.probabilities(), before)  # the old weights, exactly
+    session.use_version(1)
+    assert np.allclose(session.probabilities(), after)
+    with pytest.raises(SessionError, match="no model version 7"):
+        session.use_version(7)
+
+
+def test_a_retrain_that_lowers_val_miou_says_so_before_replacing_anything(session, monkeypatch):
+    label_some_pixels(session)
+    baseline = session.evaluate("val")
+    worse = {**baseline, "miou": baseline["miou"] - 0.1}
+    monkeypatch.setattr(session, "_evaluate_model", lambda model, split="val": worse)
+    weights = {k: v.clone() for k, v in session.model.state_dict().items()}
+    session.retrain("quick")
+    session.wait(timeout=120)
+    assert "lowered val mIoU" in session.message and session.model_version == 0
+    assert all(torch.equal(weights[k], v) for k, v in session.model.state_dict().items())
+    assert session.pending is not None and session.pending.number == 1
+    session.accept_pending()
+    assert session.model_version == 1 and session.pending is None
 
 
 def test_quick_retrain_needs_annotations(session):
@@ -395,6 +432,7 @@ def test_quick_retrain_on_correct_labels_keeps_val_miou(tmp_path_factory):
             s.add_point(r, c, cls=int(gt[r, c]))
     s.retrain("quick")
     assert s.wait(timeout=300)["finished"] == "done"
+    assert s.pending is None and s.model_version == 1  # the new version is current: it did not lower val mIoU
     right, labelled = s.labelled_accuracy()
     assert right == labelled  # it learned the clicks
     assert s.evaluate("val")["miou"] >= before - 0.02

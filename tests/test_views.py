@@ -440,3 +440,19 @@ def test_a_closed_session_says_so_instead_of_failing(synthetic_root, tmp_path):
     d.keys._handle_msg({"key": "z"})
     d._retrain()
     assert "session was closed" in s.message and "session was closed" in d.status.object
+
+
+def test_versions_are_listed_and_one_can_be_made_current_from_the_sidebar(dashboard):
+    d, s = dashboard, dashboard.session
+    s.add_point(3, 3)
+    s.retrain("quick")
+    s.wait(timeout=120)
+    d._refresh_versions()
+    assert list(d.version_picker.options.values()) == [0, 1]
+    d.version_picker.value = 1
+    d._guard(lambda: s.use_version(d.version_picker.value))
+    assert s.model_version == 1 and "current" in [k for k, v in d.version_picker.options.items() if v == 1][0]
+    d.version_picker.value = 0
+    d._guard(lambda: s.use_version(d.version_picker.value))
+    assert s.model_version == 0 and "v0 (opened)" not in d.version_picker.options
+    build(pn.Column(*d._metrics_view()))  # the versions table in Metrics

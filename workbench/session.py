@@ -69,6 +69,20 @@ CLOSED_MESSAGE = (
 )
 
 
+@dataclass
+class ModelVersion:
+    """One model of the session: its weights (CPU copies), what made it, and its val summary."""
+
+    number: int
+    label: str
+    state: dict
+    summary: dict
+
+
+def _state_copy(model: nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 class SessionError(ValueError):
     """A dashboard request that cannot be served (the message says what to do instead)."""
 
@@ -413,7 +427,7 @@ class DashboardSession(param.Parameterized):
     overlay = param.Selector(default="prediction", objects=list(OVERLAYS), doc="the dense mask under the annotations")
     uncertainty = param.Selector(default="entropy", objects=list(UNCERTAINTY))
     train_mode = param.Selector(default="quick", objects=["quick", "full"])
-    model_version = param.Integer(default=0, doc="bumped whenever the weights change")
+    model_version = param.Integer(default=0, doc="number of the model version in use (new retrains get new numbers)")
     annotation_version = param.Integer(default=0, doc="bumped after every edit, undo and redo")
     message = param.String(default="", doc="the latest status line for the user")
 
@@ -445,6 +459,8 @@ class DashboardSession(param.Parameterized):
         self.run_dir, self.out_dir = run_dir, Path(out_dir)
         self.quick_config, self.full_config = quick, full
         self.run_config = run_config
+        self.versions: list[ModelVersion] = []  # filled from the first retrain on (version 0: the opened weights)
+        self.pending: ModelVersion | None = None  # a finished retrain that lowered val mIoU
         h, w = work_size if work_size else read_image(info.image_path(split, self.names[0])).shape[:2]
         self.work_size: tuple[int, int] = (int(h), int(w))
         self.trainer = Trainer()
@@ -834,6 +850,10 @@ class DashboardSession(param.Parameterized):
 
     # ------------------------------------------------------------------ evaluation and runs
 
+    def _evaluate_model(self, model: nn.Module, split: str = "val") -> dict:
+        dataset = SegmentationDataset(self.info, split, "dense", size=self.work_size, include_gt=True)
+        return engine.evaluate(self.method, model.eval(), dataset, next(model.parameters()).device, self.class_split)
+
     def evaluate(self, split: str = "val") -> dict:
         """``engine.evaluate`` of the current model on ``split`` (cached per model version)."""
         key = (self.model_version, split)
@@ -918,10 +938,14 @@ class DashboardSession(param.Parameterized):
             replay = self._replay_images(self.index)
             model = copy.deepcopy(self.model)
 
+            baseline = self._summaries.get((self.model_version, "val"))
+
             def job(report, should_stop):
-                return quick_finetune(
+                before = baseline or self._evaluate_model(model)
+                quick_finetune(
                     self.method, self.method_config, model, batch, self.quick_config, report, should_stop, replay
                 )
+                return model.eval(), self._evaluate_model(model), before
 
         elif mode == "full":
             job = self._full_job()
@@ -999,6 +1023,7 @@ class DashboardSession(param.Parameterized):
         n = len(self.names)
         total = full.epochs * max(1, n // full.batch_size if n > full.batch_size else 1)
         model = copy.deepcopy(self.model)
+        baseline = self._summaries.get((self.model_version, "val"))
         self.retrain_runs.append(out)
 
         def job(report, should_stop):
@@ -1006,26 +1031,85 @@ class DashboardSession(param.Parameterized):
                 if "loss" in record:
                     report(record["step"], total, record["loss"])
 
+            before = baseline or self._evaluate_model(model)
             summary = engine.train(self.method, self.method_config, config, on_log, should_stop, model=model)
-            return model.eval(), summary
+            if "miou" not in summary:  # stopped early: evaluate what there is
+                summary = self._evaluate_model(model)
+            return model.eval(), summary, before
 
         return job
 
     def poll(self) -> dict:
-        """Trainer snapshot; when a job has just finished, its model replaces the current one (call from the UI thread)."""
+        """Trainer snapshot; when a job has just finished, its model becomes a new version (call from the UI thread).
+
+        The new version becomes current unless its val mIoU is lower than the current one's: then
+        it waits in :attr:`pending` and the message says so, before anything is replaced
+        (:meth:`accept_pending` makes it current anyway, :meth:`use_version` picks any version).
+        """
         snapshot = self.trainer.snapshot()
         finished = self.trainer.take_result()
         if finished is not None:
             status, result = finished
+            message = snapshot["message"]
             if status == "done":
-                model, summary = result if isinstance(result, tuple) else (result, None)
-                self.model = model.eval()
-                self.model_version += 1
-                if summary is not None and "miou" in summary:
-                    self._summaries[(self.model_version, "val")] = summary
-            self.message = snapshot["message"]
+                model, summary, baseline = result
+                if baseline is not None:
+                    self._summaries.setdefault((self.model_version, "val"), baseline)
+                version = self._add_version(model.eval(), summary, message.split(":")[0])
+                before = self.evaluate("val")["miou"]
+                after = version.summary["miou"]
+                if after < before:
+                    self.pending = version
+                    message += (
+                        f"; it lowered val mIoU {before:.3f} -> {after:.3f}, so v{self.model_version} stays current: "
+                        f"'use v{version.number}' takes it anyway"
+                    )
+                else:
+                    self.use_version(version.number)
+                    message += f"; val mIoU {before:.3f} -> {after:.3f}"
+            self.message = message
             snapshot["finished"] = status
         return snapshot
+
+    def _add_version(self, model: nn.Module, summary: dict, label: str) -> ModelVersion:
+        if not self.versions:  # the weights the session opened with are version 0
+            self.versions.append(ModelVersion(0, "opened", _state_copy(self.model), self.evaluate("val")))
+        number = max(v.number for v in self.versions) + 1
+        version = ModelVersion(number, label, _state_copy(model), summary)
+        self.versions.append(version)
+        with self._lock:
+            self._summaries[(number, "val")] = summary
+        return version
+
+    def use_version(self, number: int) -> None:
+        """Make model version ``number`` current again (its weights, cached outputs and val summary)."""
+        version = next((v for v in self.versions if v.number == number), None)
+        if version is None:
+            known = [v.number for v in self.versions] or [self.model_version]
+            raise SessionError(f"no model version {number}; versions: {known}")
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(version.state)
+        self.model = model.eval()
+        if self.pending is not None and self.pending.number == number:
+            self.pending = None
+        self.model_version = number
+        self.message = f"model v{number} ({version.label}) is current: val mIoU {version.summary['miou']:.3f}"
+
+    def accept_pending(self) -> None:
+        """Make the retrain that lowered val mIoU current anyway."""
+        if self.pending is None:
+            raise SessionError("no retrain is waiting: every finished retrain is already a version")
+        self.use_version(self.pending.number)
+
+    def version_table(self) -> list[dict]:
+        """``{version, made by, val mIoU, current, <class IoU>...}`` of every version, oldest first."""
+        rows = []
+        for v in self.versions:
+            row = {"version": v.number, "made by": v.label, "val mIoU": v.summary["miou"],
+                   "current": v.number == self.model_version}  # fmt: skip
+            row.update({name: iou for name, iou in v.summary["per_class_iou"].items()})
+            rows.append(row)
+        return rows
 
     def wait(self, timeout: float | None = None) -> dict:
         """Block until the running job ends, then :meth:`poll` (for notebooks, tests and benchmarks)."""
