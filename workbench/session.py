@@ -378,7 +378,7 @@ def segmenter_gradcam(method: ModuleType, model: nn.Module, images: torch.Tensor
     model = copy.deepcopy(model).eval()
     for module in model.modules():  # captum#156: hooks and in-place ReLUs clash
         if hasattr(module, "inplace"):
-            module.inplace = False
+            setattr(module, "inplace", False)  # noqa: B010 - any module type with the flag
     with torch.no_grad():
         scores = method.predict(model, images).float()
     selector = torch.zeros_like(scores).scatter_(1, scores.argmax(1, keepdim=True), 1.0)
@@ -964,12 +964,13 @@ class DashboardSession(param.Parameterized):
         """
         own = self._run_labels()
         annotated = self.store.to_weak_label_set().labels
-        merged = {}
+        merged: dict[str, WeakLabels] = {}
         for name in self.names:
             base, added = own.get(name), annotated.get(name)
             if base is None or added is None:
-                if base is not None or added is not None:
-                    merged[name] = base if added is None else added
+                either = base if added is None else added
+                if either is not None:
+                    merged[name] = either
                 continue
             merged[name] = dataclasses.replace(
                 base, tags=base.tags | added.tags, points=base.points + added.points,
@@ -1147,16 +1148,20 @@ def _without_stored(weak: WeakLabels, stored: WeakLabels | None) -> WeakLabels:
     """``weak`` less the annotations ``stored`` already holds (one for one), so re-importing an export adds nothing."""
     if stored is None:
         return weak
-    kept = {}
-    for kind in ("points", "scribbles", "boxes"):
-        left = list(getattr(stored, kind))
-        kept[kind] = []
+
+    def new_items(kind: str) -> tuple:
+        left, kept = list(getattr(stored, kind)), []
         for item in getattr(weak, kind):
             if item in left:
                 left.remove(item)
             else:
-                kept[kind].append(item)
-    return dataclasses.replace(weak, tags=weak.tags - stored.tags, **{k: tuple(v) for k, v in kept.items()})
+                kept.append(item)
+        return tuple(kept)
+
+    return dataclasses.replace(
+        weak, tags=weak.tags - stored.tags, points=new_items("points"), scribbles=new_items("scribbles"),
+        boxes=new_items("boxes"),
+    )  # fmt: skip
 
 
 def novel_ids(stored, classes: tuple[str, ...], run) -> tuple[int, ...]:
