@@ -27,12 +27,12 @@ import argparse
 import asyncio
 import errno
 import io
-import json
 import os
 import sqlite3
 import sys
 import traceback
 from functools import partial
+from pathlib import Path
 
 import holoviews as hv
 import numpy as np
@@ -370,16 +370,23 @@ class Dashboard(pn.viewable.Viewer):
 
     def _export_box(self) -> pn.Column:
         s = self.session
-        json_btn = pn.widgets.Button(label="Export JSON", width=120)
+        self.label_format = pn.widgets.Select(
+            name="format", options={"weak-label JSON": "weakseg", "Label Studio": "labelstudio", "CVAT XML": "cvat",
+                                    "COCO": "coco"}, value="weakseg", width=250,
+        )  # fmt: skip
+        json_btn = pn.widgets.Button(label="Export", width=120)
         png_btn = pn.widgets.Button(label="Export PNG masks", width=120)
-        json_btn.on_click(lambda e: self._guard(s.export_json))
+        json_btn.on_click(lambda e: self._guard(lambda: s.export_labels(self.label_format.value)))
         png_btn.on_click(lambda e: self._guard(s.export_png))
         download = pn.widgets.FileDownload(
-            callback=self._json_bytes, filename="annotations.json", label="Download JSON", width=250
+            callback=self._labels_bytes, filename="annotations.json", label="Download", width=250
         )
-        upload = pn.widgets.FileInput(accept=".json", width=250)
+        self.label_format.param.watch(lambda e: setattr(download, "filename", _download_name(e.new)), "value")
+        upload = pn.widgets.FileInput(accept=".json,.xml", width=250)
         upload.param.watch(self._on_json_upload, "value")
-        return pn.Column("**annotations**", pn.Row(json_btn, png_btn), download, "import weak-label JSON:", upload)
+        return pn.Column(
+            "**annotations**", self.label_format, pn.Row(json_btn, png_btn), download, "import (same format):", upload
+        )
 
     def __panel__(self):
         return pn.Row(self.sidebar, self.tabs, self.keys, css_classes=[self.keys.scope])
@@ -630,13 +637,13 @@ class Dashboard(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ files
 
-    def _json_bytes(self) -> io.BytesIO:
-        from workbench.weak_labels import JSON_FORMAT, to_json_dict
+    def _labels_bytes(self) -> io.BytesIO:
+        import tempfile
 
-        labels = self.session.store.to_weak_label_set()
-        doc = {"format": JSON_FORMAT, "classes": list(labels.classes),
-               "images": {n: to_json_dict(w) for n, w in sorted(labels.labels.items())}}  # fmt: skip
-        return io.BytesIO(json.dumps(doc).encode())
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.session.export_labels(self.label_format.value, Path(tmp) / "labels")
+            self.session.message = f"download of the annotations ({self.label_format.value}) prepared"
+            return io.BytesIO(path.read_bytes())
 
     def _on_json_upload(self, event) -> None:
         if not event.new:
@@ -644,7 +651,7 @@ class Dashboard(pn.viewable.Viewer):
         try:
             if len(event.new) > MAX_JSON_BYTES:
                 raise SessionError(f"upload is {len(event.new)} bytes, over the {MAX_JSON_BYTES} limit")
-            self.session.import_json_text(bytes(event.new).decode("utf-8"))
+            self.session.import_labels_bytes(bytes(event.new), self.label_format.value)
         except (*USER_ERRORS, UnicodeDecodeError) as err:
             self.session.message = f"upload refused: {err}"
 
@@ -669,6 +676,11 @@ class Dashboard(pn.viewable.Viewer):
             pn.Row(plot_pane(view.opts(title="prediction")),
                    plot_pane(views.uncertainty_view(image, probs, s.uncertainty))),
         ]  # fmt: skip
+
+
+def _download_name(fmt: str) -> str:
+    return {"labelstudio": "annotations.labelstudio.json", "cvat": "annotations.cvat.xml",
+            "coco": "annotations.coco.json"}.get(fmt, "annotations.json")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- serving

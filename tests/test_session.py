@@ -437,3 +437,18 @@ def test_quick_retrain_on_correct_labels_keeps_val_miou(tmp_path_factory):
     assert right == labelled  # it learned the clicks
     assert s.evaluate("val")["miou"] >= before - 0.02
     s.close()
+
+
+@pytest.mark.parametrize("fmt", ["weakseg", "labelstudio", "cvat", "coco"])
+def test_export_and_import_in_every_interchange_format(session, fmt):
+    if fmt == "coco":
+        pytest.importorskip("pycocotools")
+    label_some_pixels(session)
+    data = session.export_labels(fmt).read_bytes()
+    assert session.import_labels_bytes(data, fmt) == 0  # one's own export: nothing new
+    assert len(session.items()) == 2
+    session.undo()
+    session.undo()
+    assert session.import_labels_bytes(data, fmt) == 1 and len(session.items()) >= 1
+    with pytest.raises(SessionError, match="unknown import format"):
+        session.import_labels_bytes(data, "pascal")

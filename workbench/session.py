@@ -61,6 +61,7 @@ from workbench.weak_labels import (
 
 OVERLAYS = ("prediction", "ground truth", "pseudo-mask", "none")
 UNCERTAINTY = ("entropy", "margin")
+LABEL_FORMATS = ("weakseg", "labelstudio", "cvat", "coco")  # export/import formats (workbench.interchange)
 ANNOTATION_KINDS = ("points", "scribbles", "boxes")
 CACHE_SIZE = 32  # images whose model outputs stay cached (per model version)
 MAX_BRUSH = 50.0
@@ -714,19 +715,65 @@ class DashboardSession(param.Parameterized):
             raise SessionError(f"upload is not a weak-label file (expected 'format': '{JSON_FORMAT}' and 'images')")
         if tuple(doc.get("classes", ())) != self.classes:
             raise SessionError(f"upload is for classes {doc.get('classes')}, this dataset has {list(self.classes)}")
+        weak_by_name = {
+            name: from_json_dict(record, where=f"upload: image {name!r}") for name, record in doc["images"].items()
+        }
+        return self._import_new(weak_by_name)
+
+    def _import_new(self, weak_by_name: dict[str, WeakLabels], note: str = "") -> int:
+        """Validate every image's labels, then store what the store does not hold yet (one transaction)."""
+        self._check_open()
         labels = {}
-        for name, record in doc["images"].items():
+        for name, weak in weak_by_name.items():
             if name not in self.names:
                 raise SessionError(f"upload names image {name!r}, which is not in split {self.split!r}")
-            weak = from_json_dict(record, where=f"upload: image {name!r}").validate(len(self.classes))
+            weak = weak.validate(len(self.classes), where=f"upload: image {name!r}")
             if (weak.height, weak.width) != self.size(self.names.index(name)):
                 raise SessionError(f"upload: image {name!r} was annotated at {weak.height}x{weak.width}, it is "
                                    f"{self.size(self.names.index(name))}")  # fmt: skip
             labels[name] = _without_stored(weak, self.store.weak_labels(name) if name in self.store.images() else None)
         labels = {n: w for n, w in labels.items() if w.points or w.scribbles or w.boxes or w.tags}
         count = self.store.import_weak_label_set(WeakLabelSet(self.classes, labels)) if labels else 0
-        self._edited(f"imported annotations of {count} images" + ("" if count else " (all were already stored)"))
+        self._edited(f"imported annotations of {count} images" + ("" if count else " (all were already stored)") + note)
         return count
+
+    def export_labels(self, fmt: str = "weakseg", path: str | Path | None = None) -> Path:
+        """Every annotation as a weak-label JSON file (``weakseg``) or a Label Studio, CVAT or COCO file."""
+        if fmt == "weakseg":
+            return self.export_json(path)
+        from workbench import interchange
+
+        suffix = {"labelstudio": "labelstudio.json", "cvat": "cvat.xml", "coco": "coco.json"}.get(fmt)
+        if suffix is None:
+            raise SessionError(f"unknown export format {fmt!r}; use one of {list(LABEL_FORMATS)}")
+        path = Path(path) if path is not None else self.out_dir / "exports" / f"annotations.{suffix}"
+        files = {n: self.info.image_path(self.split, n).name for n in self.store.images() if n in self.names}
+        interchange.export_labels(path, fmt, self.store.to_weak_label_set(), image_files=files)
+        self.message = f"annotations written to {path} ({fmt})"
+        return path
+
+    def import_labels_bytes(self, data: bytes, fmt: str = "weakseg") -> int:
+        """Import an upload in any of :data:`LABEL_FORMATS`; dense masks in it are not annotations and are skipped."""
+        if fmt == "weakseg":
+            try:
+                return self.import_json_text(bytes(data).decode("utf-8"))
+            except UnicodeDecodeError as err:
+                raise SessionError(f"upload is not UTF-8 text ({err}); upload a file written by Export") from None
+        if fmt not in LABEL_FORMATS:
+            raise SessionError(f"unknown import format {fmt!r}; use one of {list(LABEL_FORMATS)}")
+        import tempfile
+
+        from workbench import interchange
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"upload.{'xml' if fmt == 'cvat' else 'json'}"
+            path.write_bytes(bytes(data))
+            try:
+                weak_set, masks = interchange.import_labels(path, fmt, self.classes)
+            except RecursionError:
+                raise SessionError(f"upload is nested too deeply to be a {fmt} export") from None
+        note = f"; {len(masks)} dense masks in the file skipped (the store keeps weak labels)" if masks else ""
+        return self._import_new(dict(weak_set.labels), note)
 
     # ------------------------------------------------------------------ model outputs
 
