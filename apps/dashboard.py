@@ -36,6 +36,7 @@ from pathlib import Path
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 from bokeh.core.validation import silence
@@ -530,7 +531,26 @@ class Dashboard(pn.viewable.Viewer):
     def _uncertainty_view(self) -> list:
         s = self.session
         kind = pn.widgets.RadioButtonGroup.from_param(s.param.uncertainty)
-        return [kind, plot_pane(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))]
+        ranking = pd.DataFrame(s.uncertainty_ranking()).round(3)
+        table = pn.widgets.Tabulator(
+            ranking, disabled=True, show_index=False, height=420, width=420, selectable=False,
+            formatters={"uncertainty": {"type": "progress", "max": 1, "legend": True}},
+        )  # fmt: skip
+
+        def open_row(event) -> None:
+            s.index = int(ranking.loc[event.row, "index"])
+            self.tabs.active = 0
+
+        table.on_click(open_row)
+        note = (
+            f"**Which image next**: every image of **{s.split}** by the model's mean {s.uncertainty} (no ground "
+            "truth used), most uncertain first; click a row to annotate it. **Where in this image**: the map."
+        )
+        return [
+            kind,
+            pn.pane.Markdown(note),
+            pn.Row(table, plot_pane(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))),
+        ]
 
     def _affinity_view(self) -> list:
         s = self.session
@@ -587,8 +607,6 @@ class Dashboard(pn.viewable.Viewer):
         rows = self.session.version_table()
         if not rows:
             return []
-        import pandas as pd
-
         frame = pd.DataFrame(rows).round(3)
         return [
             pn.pane.Markdown("**Model versions** (val IoU per class; pick one in the sidebar to make it current)"),

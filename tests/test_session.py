@@ -452,3 +452,19 @@ def test_export_and_import_in_every_interchange_format(session, fmt):
     assert session.import_labels_bytes(data, fmt) == 1 and len(session.items()) >= 1
     with pytest.raises(SessionError, match="unknown import format"):
         session.import_labels_bytes(data, "pascal")
+
+
+def test_images_ranked_by_the_models_own_uncertainty(session):
+    from workbench import views
+
+    session.add_point(3, 3)
+    ranking = session.uncertainty_ranking("entropy")
+    assert sorted(r["name"] for r in ranking) == sorted(session.names)
+    values = [r["uncertainty"] for r in ranking]
+    assert values == sorted(values, reverse=True) and 0 <= values[-1] <= values[0] <= 1
+    top = ranking[0]
+    assert top["uncertainty"] == pytest.approx(views.entropy_map(session.probabilities(top["index"])).mean(), abs=1e-4)
+    assert next(r for r in ranking if r["index"] == 0)["annotations"] == 1
+    assert session.uncertainty_ranking("margin") != ranking
+    with pytest.raises(SessionError, match="unknown uncertainty"):
+        session.uncertainty_ranking("luck")

@@ -912,6 +912,37 @@ class DashboardSession(param.Parameterized):
                 self._summaries[key] = summary
         return self._summaries[key]
 
+    def uncertainty_ranking(self, kind: str | None = None, batch: int = 16) -> list[dict]:
+        """``{index, name, uncertainty, annotations}`` of every image of the split, most uncertain first.
+
+        The mean entropy (or margin) of the model's own prediction, no ground truth needed: with
+        no masks at all, the images at the top are where clicks teach the model most (ilastik's
+        and MONAI Label's active-learning order). Cached per model version.
+        """
+        kind = kind or self.uncertainty
+        if kind not in UNCERTAINTY:
+            raise SessionError(f"unknown uncertainty {kind!r}; use one of {list(UNCERTAINTY)}")
+
+        def compute() -> list[float]:
+            scores = []
+            device = next(self.model.parameters()).device
+            for start in range(0, len(self.names), batch):
+                images = torch.cat([image_tensor(self.image(i), self.work_size) for i in
+                                    range(start, min(start + batch, len(self.names)))]).to(device)  # fmt: skip
+                with torch.no_grad():
+                    probs = self.method.predict(self.model.eval(), images).float().softmax(1).cpu().numpy()
+                scores += [float(_uncertainty(p, kind).mean()) for p in probs]
+            return scores
+
+        scores = self._cached(("ranking", kind), compute)
+        stored = set(self.store.images()) if not getattr(self, "closed", False) else set()
+        rows = [
+            {"index": i, "name": n, "uncertainty": scores[i],
+             "annotations": len(self.store.items(n)) if n in stored else 0}
+            for i, n in enumerate(self.names)
+        ]  # fmt: skip
+        return sorted(rows, key=lambda r: -r["uncertainty"])
+
     def per_image_iou(self) -> list[dict]:
         """``{index, name, miou}`` of every image of the browsed split, worst first."""
         rows = self.evaluate(self.split)["per_image"]
@@ -1209,6 +1240,12 @@ def _without_stored(weak: WeakLabels, stored: WeakLabels | None) -> WeakLabels:
         weak, tags=weak.tags - stored.tags, points=new_items("points"), scribbles=new_items("scribbles"),
         boxes=new_items("boxes"),
     )  # fmt: skip
+
+
+def _uncertainty(probs: np.ndarray, kind: str) -> np.ndarray:
+    from workbench import views  # pure numpy maps; views imports no session
+
+    return views.uncertainty_map(probs, kind)
 
 
 def novel_ids(stored, classes: tuple[str, ...], run) -> tuple[int, ...]:
