@@ -168,6 +168,11 @@ def test_a_retrain_that_lowers_val_miou_says_so_before_replacing_anything(sessio
     assert session.pending is not None and session.pending.number == 1
     session.accept_pending()
     assert session.model_version == 1 and session.pending is None
+    session.model_version = 5  # someone bumped the number: a new version never reuses a number in use
+    session.accept_worse = True  # benchmarks: every retrain becomes current
+    session.retrain("quick")
+    session.wait(timeout=120)
+    assert session.model_version == 6 and session.pending is None
 
 
 def test_quick_retrain_needs_annotations(session):

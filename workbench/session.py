@@ -115,11 +115,16 @@ class QuickConfig:
     freeze_encoder: bool = True
     replay: int = 8  # other images of the split whose current predictions the model must keep
     keep_weight: float = 10.0  # weight of that distillation term against the method's loss
+    replay_per_step: int = 2  # replay images in each step's batch, taken in turn (all 8: 5x slower steps)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or not (math.isfinite(self.lr) and self.lr > 0):
             raise SessionError(f"quick retrain needs steps >= 1 and a positive lr, got {self.steps}, {self.lr}")
-        if self.replay < 0 or not (math.isfinite(self.keep_weight) and self.keep_weight >= 0):
+        if (
+            self.replay < 0
+            or self.replay_per_step < 1
+            or not (math.isfinite(self.keep_weight) and self.keep_weight >= 0)
+        ):
             raise SessionError(
                 f"quick retrain needs replay >= 0 and keep_weight >= 0, got {self.replay}, {self.keep_weight}"
             )
@@ -256,9 +261,10 @@ def quick_finetune(
         if should_stop is not None and should_stop():
             break
         loss = method.training_step(model, {**batch, "progress": 1.0}, method_config)["loss"]
-        if teacher is not None:
-            student = method.predict(model, replay).float().log_softmax(1)
-            keep = F.kl_div(student, teacher, log_target=True, reduction="none").sum(1).mean()
+        if teacher is not None and replay is not None:  # a few replay images per step, in turn (cheap steps)
+            pick = torch.arange(step * config.replay_per_step, (step + 1) * config.replay_per_step) % len(replay)
+            student = method.predict(model, replay[pick]).float().log_softmax(1)
+            keep = F.kl_div(student, teacher[pick], log_target=True, reduction="none").sum(1).mean()
             loss = loss + config.keep_weight * keep
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -431,6 +437,7 @@ class DashboardSession(param.Parameterized):
     model_version = param.Integer(default=0, doc="number of the model version in use (new retrains get new numbers)")
     annotation_version = param.Integer(default=0, doc="bumped after every edit, undo and redo")
     message = param.String(default="", doc="the latest status line for the user")
+    accept_worse = param.Boolean(default=False, doc="make a retrain current even when it lowers val mIoU")
 
     def __init__(
         self,
@@ -1137,7 +1144,7 @@ class DashboardSession(param.Parameterized):
                 version = self._add_version(model.eval(), summary, message.split(":")[0])
                 before = self.evaluate("val")["miou"]
                 after = version.summary["miou"]
-                if after < before:
+                if after < before and not self.accept_worse:
                     self.pending = version
                     message += (
                         f"; it lowered val mIoU {before:.3f} -> {after:.3f}, so v{self.model_version} stays current: "
@@ -1153,7 +1160,7 @@ class DashboardSession(param.Parameterized):
     def _add_version(self, model: nn.Module, summary: dict, label: str) -> ModelVersion:
         if not self.versions:  # the weights the session opened with are version 0
             self.versions.append(ModelVersion(0, "opened", _state_copy(self.model), self.evaluate("val")))
-        number = max(v.number for v in self.versions) + 1
+        number = max(max(v.number for v in self.versions), self.model_version) + 1  # never a number in use
         version = ModelVersion(number, label, _state_copy(model), summary)
         self.versions.append(version)
         with self._lock:
