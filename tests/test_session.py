@@ -125,7 +125,8 @@ def test_quick_retrain_fine_tunes_a_copy_and_swaps_it_in(session):
 
 
 def test_quick_retrain_learns_the_clicked_pixels(session):
-    session.quick_config = QuickConfig(steps=12, lr=1e-2)
+    # an untrained model: little worth keeping on other images (the trained case: the slow test below)
+    session.quick_config = QuickConfig(steps=12, lr=1e-2, keep_weight=1.0)
     label_some_pixels(session)
     session.retrain("quick")
     session.wait(timeout=300)
