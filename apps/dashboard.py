@@ -25,13 +25,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import io
-import json
+import os
+import sqlite3
 import sys
+import traceback
 from functools import partial
+from pathlib import Path
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 from bokeh.core.validation import silence
@@ -46,7 +51,7 @@ from workbench.security import bind_address, check_upload, safe_path
 from workbench.session import DashboardSession, SessionError, leave_a_core, read_run
 from workbench.weak_labels import WeakLabelError
 
-pn.extension("tabulator")
+pn.extension("tabulator", inline=True)  # BokehJS and Panel's JS from the server or kernel, never a CDN
 hv.extension("bokeh")
 silence(FIXED_SIZING_MODE)  # images are sized by frame_width/frame_height on purpose (square pixels)
 
@@ -58,21 +63,50 @@ USER_ERRORS = (WeakLabelError, SessionError, ValueError)
 TOOLS = ("point", "scribble", "pan")
 
 
+def plot_pane(obj, **params) -> pn.pane.HoloViews:
+    """A plot that shares no axis with any other plot of the page: linked axes joined the Metrics
+    bars' flat class factors with the run comparison's nested ones (Bokeh FactorRange error) and
+    tied plots of different tabs together."""
+    return pn.pane.HoloViews(obj, linked_axes=False, **params)
+
+
 class KeyboardShortcuts(JSComponent):
-    """Sends key presses on the page (not in text fields) to Python; ``on_key(key)`` handles them."""
+    """Sends key presses to Python (``on_key(key)``), but only while this dashboard has the focus.
+
+    The dashboard has the focus from a click inside it (on any element carrying the CSS class
+    ``scope``) until a click anywhere else. Keys are caught on ``window`` in the capture phase
+    and stopped there, so JupyterLab's command mode (which listens on ``document``) never sees
+    a digit meant for the dashboard, and never loses one meant for a notebook cell. Keys typed
+    into text fields, and keys with Ctrl, Cmd or Alt, pass through untouched.
+    """
+
+    scope = param.String(default="weakseg-dashboard", doc="CSS class of the dashboard's outer layout")
+    focused = param.Boolean(default=False, doc="whether the last click landed inside the dashboard")
 
     _esm = """
     export function render({ model }) {
+      const inside = (event) =>
+        event.composedPath().some((n) => n.classList && n.classList.contains(model.scope));
+      function onPointer(event) {
+        const now = inside(event);
+        if (now !== model.focused) model.focused = now;
+      }
       function onKey(event) {
+        if (!model.focused || event.ctrlKey || event.metaKey || event.altKey) return;
+        if (event.key.length !== 1) return;
         const target = event.composedPath()[0];
         const tag = (target && target.tagName || "").toLowerCase();
         if (["input", "textarea", "select"].includes(tag) || (target && target.isContentEditable)) return;
-        if (event.ctrlKey || event.metaKey || event.altKey) return;
-        if (event.key.length !== 1) return;
+        event.stopPropagation();
+        event.preventDefault();
         model.send_msg({ key: event.key });
       }
-      document.addEventListener("keydown", onKey);
-      model.on("remove", () => document.removeEventListener("keydown", onKey));
+      window.addEventListener("pointerdown", onPointer, true);
+      window.addEventListener("keydown", onKey, true);
+      model.on("remove", () => {
+        window.removeEventListener("pointerdown", onPointer, true);
+        window.removeEventListener("keydown", onKey, true);
+      });
       const el = document.createElement("span");
       el.style.display = "none";
       return el;
@@ -255,7 +289,7 @@ class Dashboard(pn.viewable.Viewer):
 
     def _build(self) -> None:
         s = self.session
-        self.keys = KeyboardShortcuts(self._on_key)
+        self.keys = KeyboardShortcuts(self._on_key, scope=f"weakseg-dashboard-{id(self):x}")
         self.image_name = pn.pane.Markdown(self._image_title(), margin=(0, 10))
         prev_btn = pn.widgets.Button(label="◀ previous (p)", width=120)
         next_btn = pn.widgets.Button(label="next (n) ▶", width=120)
@@ -282,9 +316,7 @@ class Dashboard(pn.viewable.Viewer):
         )  # fmt: skip
         annotate = pn.Column(
             self.image_name,
-            pn.Row(
-                pn.pane.HoloViews(self.canvas.plot, linked_axes=False, css_classes=["annotation-canvas"]), self.legend
-            ),
+            pn.Row(plot_pane(self.canvas.plot, css_classes=["annotation-canvas"]), self.legend),
             self.status,
         )
         self._views = {
@@ -310,31 +342,55 @@ class Dashboard(pn.viewable.Viewer):
         self.progress = pn.indicators.Progress(value=0, max=100, width=250, active=False)
         self.train_text = pn.pane.Str("", styles={"font-size": "12px"})
         self.loss_pipe = streams.Pipe(data=[])  # new points only: the plot is updated, not rebuilt
-        self.loss_pane = pn.pane.HoloViews(
+        self.loss_pane = plot_pane(
             hv.DynamicMap(lambda data: views.loss_curve(data), streams=[self.loss_pipe]), visible=False
         )
         self.retrain_btn.on_click(lambda e: self._retrain())
         self.cancel_btn.on_click(lambda e: s.cancel())
+        self.version_picker = pn.widgets.Select(name="model version", options=self._version_options(), width=250)
+        use_btn = pn.widgets.Button(label="make current", width=120)
+        use_btn.on_click(lambda e: self._guard(lambda: s.use_version(self.version_picker.value)))
         return pn.Column(
             "**retrain in place**", mode, pn.Row(self.retrain_btn, self.cancel_btn), self.progress, self.train_text,
-            self.loss_pane,
+            self.loss_pane, self.version_picker, use_btn,
         )  # fmt: skip
+
+    def _version_options(self) -> dict:
+        s = self.session
+        if not s.versions:
+            return {f"v{s.model_version} (opened)": s.model_version}
+        options = {}
+        for v in s.versions:
+            mark = " - current" if v.number == s.model_version else (" - not used" if v is s.pending else "")
+            options[f"v{v.number} {v.label}: val mIoU {v.summary['miou']:.3f}{mark}"] = v.number
+        return options
+
+    def _refresh_versions(self) -> None:
+        self.version_picker.options = self._version_options()
+        self.version_picker.value = self.session.model_version
 
     def _export_box(self) -> pn.Column:
         s = self.session
-        json_btn = pn.widgets.Button(label="Export JSON", width=120)
+        self.label_format = pn.widgets.Select(
+            name="format", options={"weak-label JSON": "weakseg", "Label Studio": "labelstudio", "CVAT XML": "cvat",
+                                    "COCO": "coco"}, value="weakseg", width=250,
+        )  # fmt: skip
+        json_btn = pn.widgets.Button(label="Export", width=120)
         png_btn = pn.widgets.Button(label="Export PNG masks", width=120)
-        json_btn.on_click(lambda e: self._guard(s.export_json))
+        json_btn.on_click(lambda e: self._guard(lambda: s.export_labels(self.label_format.value)))
         png_btn.on_click(lambda e: self._guard(s.export_png))
         download = pn.widgets.FileDownload(
-            callback=self._json_bytes, filename="annotations.json", label="Download JSON", width=250
+            callback=self._labels_bytes, filename="annotations.json", label="Download", width=250
         )
-        upload = pn.widgets.FileInput(accept=".json", width=250)
+        self.label_format.param.watch(lambda e: setattr(download, "filename", _download_name(e.new)), "value")
+        upload = pn.widgets.FileInput(accept=".json,.xml", width=250)
         upload.param.watch(self._on_json_upload, "value")
-        return pn.Column("**annotations**", pn.Row(json_btn, png_btn), download, "import weak-label JSON:", upload)
+        return pn.Column(
+            "**annotations**", self.label_format, pn.Row(json_btn, png_btn), download, "import (same format):", upload
+        )
 
     def __panel__(self):
-        return pn.Row(self.sidebar, self.tabs, self.keys)
+        return pn.Row(self.sidebar, self.tabs, self.keys, css_classes=[self.keys.scope])
 
     # ------------------------------------------------------------------ reacting to the session
 
@@ -347,7 +403,10 @@ class Dashboard(pn.viewable.Viewer):
             (lambda e: self.canvas.refresh_overlay(), ["overlay", "opacity"]),
             (lambda e: self.canvas.refresh_image(), ["visible"]),
             (self._on_class, ["active_class"]),
-            (lambda e: self._update_status(), ["message", "annotation_version", "model_version", "brush_width"]),
+            (
+                lambda e: self._update_status(),
+                ["index", "message", "annotation_version", "model_version", "brush_width"],
+            ),
             (lambda e: self._mark_stale("Where to click"), ["uncertainty"]),
             (lambda e: self._mark_stale("CAM vs pseudo-mask"), ["active_class", "annotation_version"]),
         ]
@@ -385,6 +444,7 @@ class Dashboard(pn.viewable.Viewer):
         self._mark_stale(*[v for v in self._views if v != "Metrics"])
 
     def _on_model(self, event) -> None:
+        self._refresh_versions()
         self.canvas.refresh_overlay()
         self._mark_stale(*self._views)
 
@@ -471,27 +531,44 @@ class Dashboard(pn.viewable.Viewer):
     def _uncertainty_view(self) -> list:
         s = self.session
         kind = pn.widgets.RadioButtonGroup.from_param(s.param.uncertainty)
-        return [kind, pn.pane.HoloViews(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))]
+        ranking = pd.DataFrame(s.uncertainty_ranking()).round(3)
+        table = pn.widgets.Tabulator(
+            ranking, disabled=True, show_index=False, height=420, width=420, selectable=False,
+            formatters={"uncertainty": {"type": "progress", "max": 1, "legend": True}},
+        )  # fmt: skip
+
+        def open_row(event) -> None:
+            s.index = int(ranking.loc[event.row, "index"])
+            self.tabs.active = 0
+
+        table.on_click(open_row)
+        note = (
+            f"**Which image next**: every image of **{s.split}** by the model's mean {s.uncertainty} (no ground "
+            "truth used), most uncertain first; click a row to annotate it. **Where in this image**: the map."
+        )
+        return [
+            kind,
+            pn.pane.Markdown(note),
+            pn.Row(table, plot_pane(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))),
+        ]
 
     def _affinity_view(self) -> list:
         s = self.session
         if s.features() is None:
-            return [
-                pn.pane.HoloViews(views.unavailable("affinity", "not available for this model (no pixel features)"))
-            ]
+            return [plot_pane(views.unavailable("affinity", "not available for this model (no pixel features)"))]
         image = views.image_element(s.image(), title="click a pixel to see its affinity")
         tap = streams.Tap(source=image, x=None, y=None)
         h, w = s.size()
 
         def layer(x, y):
             if x is None or y is None:
-                return views.affinity_layer(None, None)
+                return views.affinity_layer(None, None, shape=(h, w))
             row, col = views.to_pixel(x, y, h)
             pixel = (int(np.clip(round(row), 0, h - 1)), int(np.clip(round(col), 0, w - 1)))
             values, source = s.affinity(*pixel)
             return views.affinity_layer(values, pixel, source)
 
-        return [pn.pane.HoloViews(image * hv.DynamicMap(layer, streams=[tap]))]
+        return [plot_pane(image * hv.DynamicMap(layer, streams=[tap]))]
 
     def _cam_view(self) -> list:
         s = self.session
@@ -499,34 +576,53 @@ class Dashboard(pn.viewable.Viewer):
             s.image(), s.cam(), s.point_pseudo_mask(), s.ground_truth(), s.active_class, s.classes, s.colors
         )
         note = "Class: the active class (digits). The pseudo-mask grows from this image's points and scribbles."
-        return [pn.pane.Markdown(note), pn.pane.HoloViews(view)]
+        return [pn.pane.Markdown(note), plot_pane(view)]
 
     def _proposals_view(self) -> list:
         s = self.session
-        return [pn.pane.HoloViews(views.proposal_view(s.image(), s.proposals(), PROPOSALS_K, s.classes, s.colors))]
+        return [plot_pane(views.proposal_view(s.image(), s.proposals(), PROPOSALS_K, s.classes, s.colors))]
 
     def _metrics_view(self) -> list:
         s = self.session
         summary = s.evaluate("val")
         runs = [str(p.relative_to(s.runs_root)) for p in s.runs()]  # names relative to the runs root, never paths
-        first = pn.widgets.Select(label="run A", options=runs, value=runs[0] if runs else None, width=250)
-        second = pn.widgets.Select(label="run B", options=runs, value=runs[-1] if runs else None, width=250)
-        compare = pn.bind(self._compare, first, second)
+        self.run_a = pn.widgets.Select(label="run A", options=runs, value=runs[0] if runs else None, width=250)
+        self.run_b = pn.widgets.Select(label="run B", options=runs, value=runs[-1] if runs else None, width=250)
+        self.comparison = pn.Column(self._compare(self.run_a.value, self.run_b.value))
+
+        def update(event) -> None:
+            self.comparison.objects = [self._compare(self.run_a.value, self.run_b.value)]
+
+        self.run_a.param.watch(update, "value")
+        self.run_b.param.watch(update, "value")
         return [
-            pn.Row(pn.pane.HoloViews(views.iou_bars(summary, f"model v{s.model_version} on val:")),
-                   pn.pane.HoloViews(views.confusion_heatmap(summary["confusion_matrix"], s.classes))),
-            pn.pane.HoloViews(views.training_curves(s.run_records())),
-            pn.Row(first, second), compare,
+            pn.Row(plot_pane(views.iou_bars(summary, f"model v{s.model_version} on val:")),
+                   plot_pane(views.confusion_heatmap(summary["confusion_matrix"], s.classes))),
+            plot_pane(views.training_curves(s.run_records())),
+            *self._versions_table(),
+            pn.Row(self.run_a, self.run_b), self.comparison,
         ]  # fmt: skip
+
+    def _versions_table(self) -> list:
+        rows = self.session.version_table()
+        if not rows:
+            return []
+        frame = pd.DataFrame(rows).round(3)
+        return [
+            pn.pane.Markdown("**Model versions** (val IoU per class; pick one in the sidebar to make it current)"),
+            pn.widgets.Tabulator(
+                frame, disabled=True, show_index=False, width=900, height=min(300, 40 + 30 * len(rows))
+            ),
+        ]
 
     def _compare(self, first: str | None, second: str | None):
         if not first or not second:
-            return pn.pane.HoloViews(views.unavailable("two runs", "no run directories found to compare"))
+            return plot_pane(views.unavailable("two runs", "no run directories found to compare"))
         try:
             a, b = (read_run(safe_path(self.session.runs_root, p)) for p in (first, second))
         except USER_ERRORS as err:
             return pn.pane.Alert(str(err), alert_type="warning")
-        return pn.pane.HoloViews(views.compare_runs(a, b))
+        return plot_pane(views.compare_runs(a, b))
 
     # ------------------------------------------------------------------ retraining
 
@@ -553,18 +649,19 @@ class Dashboard(pn.viewable.Viewer):
         if len(state["losses"]) != len(self.loss_pipe.data):
             self.loss_pipe.send(state["losses"])
         if "finished" in state or state["status"] != "running":
+            self._refresh_versions()  # a retrain that lowered val mIoU is listed, not current
             self._poller.stop()
             self.retrain_btn.disabled, self.cancel_btn.disabled, self.progress.active = False, True, False
 
     # ------------------------------------------------------------------ files
 
-    def _json_bytes(self) -> io.BytesIO:
-        from workbench.weak_labels import JSON_FORMAT, to_json_dict
+    def _labels_bytes(self) -> io.BytesIO:
+        import tempfile
 
-        labels = self.session.store.to_weak_label_set()
-        doc = {"format": JSON_FORMAT, "classes": list(labels.classes),
-               "images": {n: to_json_dict(w) for n, w in sorted(labels.labels.items())}}  # fmt: skip
-        return io.BytesIO(json.dumps(doc).encode())
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.session.export_labels(self.label_format.value, Path(tmp) / "labels")
+            self.session.message = f"download of the annotations ({self.label_format.value}) prepared"
+            return io.BytesIO(path.read_bytes())
 
     def _on_json_upload(self, event) -> None:
         if not event.new:
@@ -572,7 +669,7 @@ class Dashboard(pn.viewable.Viewer):
         try:
             if len(event.new) > MAX_JSON_BYTES:
                 raise SessionError(f"upload is {len(event.new)} bytes, over the {MAX_JSON_BYTES} limit")
-            self.session.import_json_text(bytes(event.new).decode("utf-8"))
+            self.session.import_labels_bytes(bytes(event.new), self.label_format.value)
         except (*USER_ERRORS, UnicodeDecodeError) as err:
             self.session.message = f"upload refused: {err}"
 
@@ -594,9 +691,14 @@ class Dashboard(pn.viewable.Viewer):
         )
         self._upload_view.objects = [
             self._image_input,
-            pn.Row(pn.pane.HoloViews(view.opts(title="prediction")),
-                   pn.pane.HoloViews(views.uncertainty_view(image, probs, s.uncertainty))),
+            pn.Row(plot_pane(view.opts(title="prediction")),
+                   plot_pane(views.uncertainty_view(image, probs, s.uncertainty))),
         ]  # fmt: skip
+
+
+def _download_name(fmt: str) -> str:
+    return {"labelstudio": "annotations.labelstudio.json", "cvat": "annotations.cvat.xml",
+            "coco": "annotations.coco.json"}.get(fmt, "annotations.json")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- serving
@@ -615,6 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5006)
     parser.add_argument("--expose", action="store_true", help="listen on every interface, not only 127.0.0.1")
     parser.add_argument("--show", action="store_true", help="open a browser tab")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of a start-up error")
     return parser
 
 
@@ -627,16 +730,48 @@ def open_session(args: argparse.Namespace) -> DashboardSession:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve the dashboard; a bad argument, dataset, run, store or port is one line on stderr and exit 2
+    (``--debug`` or ``WORKBENCH_DEBUG=1`` for the traceback)."""
     args = build_parser().parse_args(argv)
-    session = open_session(args)
+    try:
+        check_port(args.port)
+        session = open_session(args)
+    except STARTUP_ERRORS as err:
+        return _startup_failed(err, args)
     address = bind_address(args.expose)
     origins = ["*"] if args.expose else [f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
+    try:
+        server = pn.serve(
+            lambda: Dashboard(session), port=args.port, address=address, websocket_origin=origins, show=args.show,
+            title="weakseg dashboard", start=False,
+        )  # fmt: skip
+    except STARTUP_ERRORS as err:
+        session.close()
+        return _startup_failed(err, args)
     print(f"dashboard on http://{address}:{args.port} ({'exposed' if args.expose else 'local only'})")
-    pn.serve(
-        lambda: Dashboard(session), port=args.port, address=address, websocket_origin=origins, show=args.show,
-        title="weakseg dashboard",
-    )  # fmt: skip
+    server.start()
+    server.io_loop.start()
     return 0
+
+
+STARTUP_ERRORS = (ValueError, OSError, sqlite3.DatabaseError, OverflowError)
+
+
+def check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise SessionError(f"--port {port} is not a TCP port; pick one in 1..65535 (e.g. 5006)")
+
+
+def _startup_failed(err: BaseException, args: argparse.Namespace) -> int:
+    if args.debug or os.environ.get("WORKBENCH_DEBUG"):
+        traceback.print_exception(err)
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, OSError) and err.errno == errno.EADDRINUSE:
+        message = f"port {args.port} is in use by another program; pick another with --port"
+    elif isinstance(err, sqlite3.DatabaseError):
+        message = f"the annotation store is not a workbench store ({err}); point --store at another file"
+    print(f"dashboard: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

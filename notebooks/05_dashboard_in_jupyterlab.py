@@ -32,7 +32,7 @@ from workbench.methods import partial_ce
 from workbench.session import DashboardSession, FullConfig, QuickConfig
 from workbench.weak_labels import SimulationConfig, simulate
 
-pn.extension("tabulator")
+pn.extension("tabulator", inline=True)  # Bokeh and Panel JS from the kernel: renders with no internet
 hv.extension("bokeh")
 
 REPO = Path(workbench.__file__).resolve().parents[1]  # apps/ lives in the repository, beside workbench/
@@ -194,14 +194,17 @@ exported = session.export_json(work / "exports" / "annotations.json")
 masks = session.export_png(work / "exports" / "masks")
 print(exported, [m.name for m in masks])
 
-# %%
-session.close()  # stops a running retrain and closes the store
+# %% [markdown]
+# The session stays open, so the app above keeps working after *Run All*: click on its canvas and
+# press Retrain. When you are done, `session.close()` stops a running retrain and closes the
+# store; the app then says that its session is closed instead of failing.
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. In JupyterLab, click on the canvas above to add points and drag to add scribbles (digits pick
-#    the class). Then run the quick-retrain cell again: does the uncertainty map move?
+# 1. In JupyterLab, click on the canvas above to add points and drag to add scribbles (click inside
+#    the app first: digits then pick the class, and never reach the notebook). Then run the
+#    quick-retrain cell again: does the uncertainty map move?
 # 2. Annotate only where `views.uncertainty_view` puts its crosses, on three images, and compare the
 #    gain per click with annotating at random.
 # 3. Change `QuickConfig(steps=...)`. When does fine-tuning on one image start to hurt the others

@@ -19,6 +19,16 @@ SCALE = "tiny"  # "tiny": a smoke-sized run, ~20 s of CPU time; "full": the READ
 WORKDIR = "runs/tutorials"  # runs and the example dataset folder of this notebook go here
 DATASETS = ""  # folder holding camvid/ and msrc21/; "" means ../shared/datasets beside the repository
 TRAIN_ON = "camvid"  # or "msrc21"
+THREADS = 2  # CPU threads torch may use (notebook 00 explains the two thread settings)
+
+# %%
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # a value set outside the notebook wins
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # both are read once, when torch loads OpenMP
+import torch
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # %%
 import json
@@ -27,13 +37,12 @@ from pathlib import Path
 
 import holoviews as hv
 import numpy as np
-import torch
 from IPython.display import display
 from PIL import Image
 from skimage.draw import disk
 
 import workbench
-from workbench import plots, views
+from workbench import bench_results, plots, views
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask, validate_dataset
 from workbench.engine import TrainConfig, load_run, pick_device, predict_image, train
 from workbench.io import save_index_png
@@ -97,9 +106,10 @@ for root in available.values():
     image, mask = read_image(info.image_path("val", image_name)), read_mask(info.mask_path("val", image_name), info)
     weak = simulate(mask, ["points", "scribbles"], SimulationConfig(), key=image_name, num_classes=info.num_classes)
     split = ClassSplit.from_protocol(info.classes, info.protocols, next(iter(info.protocols)))
+    masks = {"ground truth": mask, f"weak-shot {split.name}: novel hidden": split.hide_novel(mask)}
     display(
-        plots.mask_panels(image, {"ground truth": mask, f"weak-shot: {split.name}": split.hide_novel(mask)}, colors)
-        + plots.weak_label_view(image, weak, colors, title="simulated clicks and scribbles")
+        plots.mask_row(image, masks, colors, cols=4)
+        + plots.fit(plots.weak_label_view(image, weak, colors, title="simulated clicks and scribbles"), mask.shape, 4)
     )
 
 # %% [markdown]
@@ -107,12 +117,16 @@ for root in available.values():
 #
 # The same `train` call as on synthetic data, with a working size (`image_size`, height and width;
 # the model runs at this size, evaluation compares at each image's full resolution). Partial
-# cross-entropy on simulated scribbles; `SCALE = "full"` gives the README's CPU run
+# cross-entropy on simulated scribbles. With `SCALE = "tiny"` (24 images, 2 epochs) this is a smoke
+# test of the pipeline, not a result: beside it, the committed benchmark's row for the same method
+# and labels (`bench/results/label_efficiency_<dataset>_<regime>.json`, read from the file) says what the
+# comparison gives at full scale. `SCALE = "full"` gives the README's CPU run
 # (`python -m workbench train --method partial_ce --supervision=scribbles --data ... --image_size=120,160 --epochs=40`).
 
 # %%
 if TRAIN_ON in available:
     info = load_dataset_info(available[TRAIN_ON])
+    info_stuff = bench_results.stuff_classes(TRAIN_ON)
     colors = np.asarray(info.colors, dtype=np.uint8)
     config = TrainConfig(
         data=str(available[TRAIN_ON]), out=str(work / TRAIN_ON), supervision="scribbles", overwrite=True, **SIZES
@@ -122,8 +136,14 @@ if TRAIN_ON in available:
     image_name = list_split(info, "val")[0]
     image = read_image(info.image_path("val", image_name))
     prediction = predict_image(method, model, image, tuple(cfg["image_size"]))
-    display(views.iou_bars(summary, f"{TRAIN_ON}, partial CE on scribbles"))
-    display(plots.mask_panels(image, {"prediction": prediction}, colors))
+    display(views.iou_bars(summary, f"{TRAIN_ON}, partial CE on scribbles").opts(width=plots.PAGE_WIDTH // 2))
+    truth = read_mask(info.mask_path("val", image_name), info)
+    display(plots.mask_row(image, {"ground truth": truth, "prediction": prediction}, colors))
+    rows = {"partial CE, scribbles": "partial_ce/scribbles"}
+    candidates = [f"label_efficiency_{TRAIN_ON}{regime}" for regime in ("_pretrained", "_scratch", "")]
+    name, full_scale = bench_results.find_result(candidates, rows.values())
+    print(f"committed: bench/results/{name}.json, {bench_results.settings(full_scale)}")
+    display(bench_results.tiny_vs_full({"partial CE, scribbles": summary}, full_scale, rows, info_stuff).round(3))
 else:
     print(f"SKIPPED: {TRAIN_ON!r} is not under {datasets}")
 

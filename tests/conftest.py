@@ -38,3 +38,13 @@ def real_dataset(name: str) -> Path:
     if not (path / "dataset.json").is_file():
         pytest.skip(f"real dataset {name} not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def weakshot_root(tmp_path_factory) -> Path:
+    """16 train / 4 val synthetic scenes of 32x32 in weak-shot mode (protocol "weakshot": most images
+    hold two or three novel classes): the default data of weak-shot tests."""
+    return generate(
+        tmp_path_factory.mktemp("data") / "synthetic-weakshot",
+        SyntheticConfig(height=32, width=32, train=16, val=4, weak_shot=True),
+    )

@@ -171,6 +171,27 @@ def test_simulate_writes_a_loadable_json(synthetic_root, tmp_path, capsys):
     assert weak_set.labels["train_0003"] == simulate(mask, ["points", "boxes"], config, "train_0003", info.num_classes)
 
 
+def test_simulate_at_the_training_size_gives_the_labels_training_simulates(synthetic_root, tmp_path, capsys):
+    """--image_size: labels made where they are right at that size, stored in the images' coordinates;
+    trained from at that size they are the dataset's own simulated labels, and none vanish."""
+    from workbench.data.dataset import SegmentationDataset, check_imported_labels
+
+    out = tmp_path / "weak.json"
+    argv = ["simulate", "--data", synthetic_root, "--kind", "points+scribbles", "--out", out, "--image_size=20,24"]
+    code, _, _ = run(argv, capsys)
+    assert code == 0
+    weak_set = load_weak_labels(out)
+    info = load_dataset_info(synthetic_root)
+    assert {(w.height, w.width) for w in weak_set.labels.values()} == {(32, 32)}
+    imported = SegmentationDataset(info, "train", "points+scribbles", size=(20, 24), weak_labels=weak_set)
+    simulated = SegmentationDataset(info, "train", "points+scribbles", size=(20, 24))
+    for i in range(len(imported)):
+        np.testing.assert_array_equal(imported[i]["label"].numpy(), simulated[i]["label"].numpy())
+    assert check_imported_labels(imported)["vanished_px"] == 0
+    code, _, err = run([*argv[:-1], "--image_size=20"], capsys)
+    assert code == 2 and "HEIGHT,WIDTH" in err
+
+
 def test_simulate_refuses_dense(synthetic_root, tmp_path, capsys):
     code, _, err = run(["simulate", "--data", synthetic_root, "--kind", "dense", "--out", tmp_path / "w.json"], capsys)
     assert code == 2 and "must name weak labels" in err

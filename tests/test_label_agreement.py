@@ -51,7 +51,7 @@ def test_synthetic_default_labels_agree_with_the_resized_mask(synthetic_default,
 
 
 def test_synthetic_default_scribbles_are_sparse(synthetic_default):
-    """A few % of the pixels, as scribbles are on CamVid (ScribbleSup's are about 3% on VOC)."""
+    """A few % of the pixels, as scribbles are on CamVid (5.7% there at 120x160)."""
     _, _, fraction = agreement(synthetic_default, "scribbles", None, limit=96)
     assert 0.01 <= fraction <= 0.08, f"scribbles label {fraction:.1%} of the pixels"
 

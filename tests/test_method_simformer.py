@@ -20,9 +20,9 @@ from workbench.weak_labels import IGNORE, UNLABELED
 TINY = simformer.Config(num_queries=6, hidden_dim=32, decoder_layers=2, heads=2, ffn_dim=64, points_per_image=16)
 
 
-def tiny_batch(synthetic_root, n: int = 4) -> tuple[dict, tuple[int, ...]]:
-    """``n`` un-augmented training items under protocol objects2 (novel: triangle 5, cross 7)."""
-    config = TrainConfig(data=str(synthetic_root), protocol="objects2", hflip=False)
+def tiny_batch(root, n: int = 4) -> tuple[dict, tuple[int, ...]]:
+    """``n`` un-augmented training items of the weak-shot synthetic set, protocol weakshot (novel 3, 5, 7)."""
+    config = TrainConfig(data=str(root), protocol="weakshot", hflip=False)
     train_ds, _ = make_datasets(simformer, config)
     batch = default_collate([train_ds[i] for i in range(n)])
     batch["progress"] = 0.5
@@ -168,12 +168,86 @@ def test_distillation_pulls_student_similarity_towards_the_teacher():
     assert s.grad[0] < 0 and s.grad[3] > 0
 
 
+def test_one_novel_tag_supervises_that_class_mask_directly_several_do_not():
+    label = comp_label()  # rows 4-5 unlabelled (novel), rows 6-7 void
+    tags = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])  # base 0, novel 3
+    one = simformer.image_targets(label, tags, 5, (3, 4), single_novel_masks=True)
+    assert one.classes.tolist() == [0, 3] and one.num_masked == 2
+    assert torch.equal(one.masks[1], (label == UNLABELED).float())  # the not-base region is class 3's mask
+    two = simformer.image_targets(label, torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0]), 5, (3, 4), single_novel_masks=True)
+    assert two.classes.tolist() == [0, 3, 4] and two.num_masked == 1  # which pixels are 3, which 4: unknown
+    assert simformer.image_targets(label, tags, 5, (3, 4)).num_masked == 1  # the option off
+
+
+def test_single_novel_mask_is_matched_and_trained_like_a_base_mask():
+    label, tags = comp_label(), torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
+    config = simformer.Config(novel=(3, 4), complementary=False)
+    logits = torch.zeros(1, 2, 6)
+    logits[0, 0, 0], logits[0, 1, 3] = 5.0, 5.0  # query 0 says base 0, query 1 novel 3
+    good = torch.stack([(label == 0).float(), (label == UNLABELED).float()])[None] * 20 - 10
+    bad = torch.stack([(label == 0).float(), (label == 0).float()])[None] * 20 - 10  # novel mask on base pixels
+    region = simformer.not_base_region(label[None])
+    for single in (True, False):
+        targets = [simformer.image_targets(label, tags, 5, config.novel, single_novel_masks=single)]
+        losses = [float(simformer.layer_losses(logits, m, targets, region, config)["mask"]) for m in (good, bad)]
+        assert (losses[1] > losses[0] + 1) if single else losses[0] == pytest.approx(losses[1])
+
+
+def test_partition_loss_prefers_novel_masks_that_split_the_region_to_overlapping_ones():
+    label, config = comp_label(), simformer.Config()
+    region = simformer.not_base_region(label[None])[0]
+    half = region.clone()
+    half[:, 4:] = 0
+    split = torch.stack([half, region - half]) * 20 - 10
+    overlap = torch.stack([region, region]) * 20 - 10  # both cover everything: the union is the same
+    assert float(simformer.complementary_loss(split, region, config)) == pytest.approx(
+        float(simformer.complementary_loss(overlap, region, config)), abs=1e-3
+    )
+    assert (
+        float(simformer.partition_loss(overlap, region, config))
+        > float(simformer.partition_loss(split, region, config)) + 1
+    )
+
+
+@pytest.mark.parametrize("bn", simformer.TEACHER_BN_MODES)
+def test_teacher_uses_the_chosen_batchnorm_statistics_and_leaves_running_ones(bn):
+    torch.manual_seed(0)
+    net = simformer.SimNet(4, 8, 2)
+    net(torch.randn(64, 8) * 3 + 1)  # training mode: running statistics move away from (0, 1)
+    net.train()
+    pairs = torch.randn(32, 8)
+    before = [b.clone() for b in net.buffers()]
+    with torch.no_grad(), simformer.teacher_mode(net, bn):
+        teacher = net(pairs)
+    assert all(torch.equal(a, b) for a, b in zip(before[:2], list(net.buffers())[:2]))  # running mean/var kept
+    assert net.training  # the mode is restored
+    with torch.no_grad():
+        reference = net.eval()(pairs) if bn == "running" else net.train()(pairs)
+    assert torch.allclose(teacher, reference, atol=1e-5)
+
+
+def test_engine_clips_gradients_and_lowers_the_backbone_learning_rate(weakshot_root, tmp_path, monkeypatch):
+    from workbench.engine import train
+
+    groups, clips, adamw = [], [], torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda params, **kw: groups.append(params) or adamw(params, **kw))
+    real_clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, m: clips.append(m) or real_clip(p, m))
+    config = TrainConfig(data=str(weakshot_root), out=str(tmp_path / "run"), protocol="weakshot", epochs=1,
+                         batch_size=8, lr=1e-3)  # fmt: skip
+    train(simformer, TINY, config)
+    encoder, rest = groups[0]
+    assert encoder["max_lr"] == pytest.approx(1e-4) and rest["max_lr"] == pytest.approx(1e-3)  # the schedule's peaks
+    assert len(encoder["params"]) + len(rest["params"]) == len(list(simformer.build(8, TINY, Backbone()).parameters()))
+    assert clips == [0.01, 0.01]  # 16 images, batch 8
+
+
 # ----------------------------------------------------------------------------- model, training, dashboard API
 
 
-def test_training_steps_lower_the_loss_and_every_term_is_present(synthetic_root):
+def test_training_steps_lower_the_loss_and_every_term_is_present(weakshot_root):
     torch.manual_seed(0)
-    batch, novel = tiny_batch(synthetic_root, 8)
+    batch, novel = tiny_batch(weakshot_root, 8)
     config = dataclasses.replace(TINY, novel=novel)
     model = simformer.build(8, config, Backbone())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -185,12 +259,13 @@ def test_training_steps_lower_the_loss_and_every_term_is_present(synthetic_root)
         optimizer.step()
         losses.append(float(out["loss"].detach()))
     assert {"cls", "mask", "comp", "sim", "dist"} <= set(out)
+    assert "part" in simformer.training_step(model, batch, dataclasses.replace(config, partition=True))
     assert sum(losses[-3:]) < sum(losses[:3]), losses
 
 
-def test_simnet_loss_does_not_reach_the_segmenter(synthetic_root):
+def test_simnet_loss_does_not_reach_the_segmenter(weakshot_root):
     torch.manual_seed(0)
-    batch, novel = tiny_batch(synthetic_root)
+    batch, novel = tiny_batch(weakshot_root)
     config = dataclasses.replace(TINY, novel=novel)
     model = simformer.build(8, config, Backbone())
     out = model(batch["image"])
@@ -199,8 +274,8 @@ def test_simnet_loss_does_not_reach_the_segmenter(synthetic_root):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.simnet.parameters())
 
 
-def test_proposals_are_sorted_image_sized_masks_and_affinity_is_a_map(synthetic_root):
-    batch, novel = tiny_batch(synthetic_root)
+def test_proposals_are_sorted_image_sized_masks_and_affinity_is_a_map(weakshot_root):
+    batch, novel = tiny_batch(weakshot_root)
     model = simformer.build(8, TINY, Backbone())
     props = simformer.proposals(model, batch["image"][0])
     assert len(props) == TINY.num_queries
@@ -218,8 +293,8 @@ def test_proposals_are_sorted_image_sized_masks_and_affinity_is_a_map(synthetic_
         simformer.simnet_affinity(model, feats[0], 40, 0)
 
 
-def test_predict_follows_the_semantic_inference_rule(synthetic_root):
-    batch, _ = tiny_batch(synthetic_root, 2)
+def test_predict_follows_the_semantic_inference_rule(weakshot_root):
+    batch, _ = tiny_batch(weakshot_root, 2)
     model = simformer.build(8, TINY, Backbone()).eval()
     with torch.no_grad():
         out = model(batch["image"])

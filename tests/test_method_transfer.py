@@ -16,9 +16,9 @@ from workbench.models import Backbone
 from workbench.weak_labels import IGNORE, UNLABELED
 
 
-def tiny_batch(synthetic_root, n: int = 4) -> tuple[dict, tuple[int, ...]]:
-    """``n`` un-augmented training items under protocol objects2 (novel: triangle 5, cross 7)."""
-    config = TrainConfig(data=str(synthetic_root), protocol="objects2", hflip=False)
+def tiny_batch(root, n: int = 4, protocol: str = "weakshot") -> tuple[dict, tuple[int, ...]]:
+    """``n`` un-augmented training items of the weak-shot synthetic set (protocol weakshot: novel 3, 5, 7)."""
+    config = TrainConfig(data=str(root), protocol=protocol, hflip=False)
     train_ds, _ = make_datasets(transfer, config)
     batch = default_collate([train_ds[i] for i in range(n)])
     batch["progress"] = 0.5
@@ -81,9 +81,9 @@ def test_cam_rule_leaves_weak_evidence_unlabelled():
     assert out[:, :2].eq(1).all() and out[:, 3].eq(2).all() and out[:, 2].eq(UNLABELED).all()
 
 
-def test_generator_term_does_not_train_the_discriminator(synthetic_root):
+def test_generator_term_does_not_train_the_discriminator(weakshot_root):
     torch.manual_seed(0)
-    batch, novel = tiny_batch(synthetic_root)
+    batch, novel = tiny_batch(weakshot_root)
     config = transfer.Config(novel=novel)
     model = transfer.build(8, config, Backbone())
     logits = model(batch["image"], "pnet")
@@ -93,22 +93,48 @@ def test_generator_term_does_not_train_the_discriminator(synthetic_root):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.pnet.parameters())
 
 
-def test_discriminator_terms_need_a_strong_image_and_do_not_train_the_segmenter(synthetic_root):
+def test_discriminator_trains_on_every_image_and_not_the_segmenter(weakshot_root):
     torch.manual_seed(0)
-    batch, novel = tiny_batch(synthetic_root, 8)
-    strong = ~(batch["label"] == UNLABELED).flatten(1).any(1)
-    assert strong.any() and not strong.all()  # the fixture has both kinds
+    batch, novel = tiny_batch(weakshot_root, 8)
+    assert (batch["label"] == UNLABELED).flatten(1).any(1).all()  # no image is fully labelled
     model = transfer.build(8, transfer.Config(novel=novel), Backbone())
     logits = model(batch["image"], "pnet")
     adv = transfer.adversarial_losses(model, batch["image"], logits, batch["label"])
-    adv["disc"].backward()
+    adv["disc"].backward()  # real examples from the base regions of these images
     assert all(p.grad is None for p in model.pnet.parameters())
-    weak_only = transfer.adversarial_losses(model, batch["image"][~strong], logits[~strong], batch["label"][~strong])
-    assert "disc" not in weak_only
+    assert all(p.grad is not None for p in model.disc.parameters())
 
 
-def test_stages_follow_progress(synthetic_root):
-    batch, novel = tiny_batch(synthetic_root, 8)
+def test_real_label_maps_are_softened_and_restricted_to_the_base_region():
+    label = torch.tensor([[[0, 1], [UNLABELED, IGNORE]]])
+    region = label < 3
+    real = transfer.soft_label_map(label, 3, region, 0.3)
+    assert torch.allclose(real[0, :, 0, 0], torch.tensor([0.8, 0.1, 0.1]))  # not one-hot: entropy > 0
+    assert torch.allclose(real[0, :, 0, 1], torch.tensor([0.1, 0.8, 0.1]))
+    assert real[0, :, 1].abs().sum() == 0  # novel and void pixels are empty
+
+
+def test_discriminator_learns_to_tell_softened_ground_truth_from_predictions(weakshot_root):
+    torch.manual_seed(0)
+    batch, novel = tiny_batch(weakshot_root, 8)
+    model = transfer.build(8, transfer.Config(novel=novel), Backbone())
+    optimizer = torch.optim.Adam(model.disc.parameters(), lr=1e-3)
+    with torch.no_grad():
+        logits = model(batch["image"], "pnet")
+    for _ in range(15):
+        adv = transfer.adversarial_losses(model, batch["image"], logits, batch["label"])
+        optimizer.zero_grad()
+        adv["disc"].backward()
+        optimizer.step()
+    label, base = batch["label"], batch["label"] < 8
+    real = transfer.soft_label_map(label, 8, base, transfer.Config().real_smoothing)
+    fake = logits.softmax(1) * base[:, None]
+    with torch.no_grad():
+        assert model(batch["image"], "disc", real).mean() > model(batch["image"], "disc", fake).mean() + 0.5
+
+
+def test_stages_follow_progress(weakshot_root):
+    batch, novel = tiny_batch(weakshot_root, 8)
     config = transfer.Config(novel=novel, lnet_until=0.3, adv_from=0.6)
     model = transfer.build(8, config, Backbone())
     early = transfer.training_step(model, {**batch, "progress": 0.1}, config)
@@ -118,9 +144,9 @@ def test_stages_follow_progress(synthetic_root):
     assert "adv" not in middle and "adv" in late
 
 
-def test_training_steps_lower_the_loss(synthetic_root):
+def test_training_steps_lower_the_loss(weakshot_root):
     torch.manual_seed(0)
-    batch, novel = tiny_batch(synthetic_root, 8)
+    batch, novel = tiny_batch(weakshot_root, 8)
     config = dataclasses.replace(transfer.Config(), novel=novel)
     model = transfer.build(8, config, Backbone())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -93,3 +93,64 @@ def test_cost_curve_frontier_keeps_only_runs_that_beat_every_cheaper_run():
     render(plots.cost_curve(rows))
     with pytest.raises(ValueError, match="miou"):
         plots.cost_curve([{"name": "x", "seconds": 1}])
+
+
+def test_label_rgba_hatches_unlabelled_pixels_and_keeps_classes():
+    mask = np.full((8, 8), 254, np.uint8)
+    mask[0, :] = 1
+    mask[7, 7] = 255
+    rgba = plots.label_rgba(mask, COLORS, opacity=1.0)
+    assert (rgba[0, :, :3] == COLORS[1]).all() and (rgba[0, :, 3] == 255).all()
+    unlabelled = rgba[1:7]
+    grey = (unlabelled == plots.HATCH_RGBA).all(-1)
+    assert 0.3 < grey.mean() < 0.7  # stripes: grey and clear pixels alternate, never all of one
+    assert (unlabelled[~grey][:, 3] == 0).all()
+    assert tuple(rgba[7, 7]) == plots.VOID_RGBA
+
+
+def test_mask_row_fits_a_page_and_mask_panels_of_four_does_not():
+    image = np.zeros((48, 48, 3), np.uint8)
+    masks = {f"m{i}": np.full((48, 48), 254, np.uint8) for i in range(3)}
+    masks["m0"][:10] = 1
+    assert plots.page_problems(plots.mask_row(image, masks, COLORS)) == []
+    assert any("px wide" in p for p in plots.page_problems(plots.mask_panels(image, masks, COLORS)))
+
+
+def test_page_problems_names_z_labels_empty_plots_and_clipped_titles():
+    values = np.random.default_rng(0).random((8, 8))
+    assert any("'z'" in p for p in plots.page_problems(hv.Image(values).opts(colorbar=True)))
+    assert plots.page_problems(plots.heat_panel(np.zeros((8, 8, 3), np.uint8), values, "t", "cosine")) == []
+    assert any("draws nothing" in p for p in plots.page_problems(hv.Curve([])))
+    long = hv.Curve([(0, 1), (1, 2)]).opts(width=200, title="x" * 60)
+    assert any("clipped" in p for p in plots.page_problems(long))
+
+
+def test_curves_put_loss_on_steps_and_miou_on_epochs():
+    records = [
+        {"run": "a", "epoch": 0, "step": 2, "loss": 1.0},
+        {"run": "a", "epoch": 1, "step": 4, "seconds": 1.0, "val_miou": 0.2},
+        {"run": "a", "epoch": 1, "step": 6, "loss": 0.5},
+        {"run": "a", "epoch": 2, "step": 8, "seconds": 1.0},
+        {"run": "a", "event": "done", "step": 8, "val_miou": 0.3},
+    ]
+    loss, miou = plots.curves(records)
+    assert loss.last.kdims[0].name == "step" and loss.last.dimension_values("loss").tolist() == [1.0, 0.5]
+    curve = miou.last.Curve.I
+    assert curve.kdims[0].name == "epoch"
+    assert curve.array().tolist() == [[1, 0.2], [2, 0.3]]  # the final evaluation belongs to the last epoch
+    assert plots.page_problems(loss + miou) == []
+    with pytest.raises(ValueError, match="metrics.jsonl"):
+        plots.curves([{"epoch": 1, "seconds": 1.0}])
+
+
+def test_class_legend_numbers_classes_from_zero_and_marks_novel():
+    html = plots.class_legend(["sky", "disc"], COLORS[:2], novel=[1]).data
+    assert "0 sky" in html and "1 disc <b>(novel)</b>" in html and "254 unlabelled" in html
+
+
+def test_weak_label_view_of_tags_only_renders():
+    """An image with tags and no geometry: empty point and box layers must still render."""
+    view = plots.weak_label_view(
+        np.zeros((8, 8, 3), np.uint8), WeakLabels(8, 8, frozenset({1})), COLORS, ("a", "b", "c")
+    )
+    assert plots.page_problems(view) == []

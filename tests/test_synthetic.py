@@ -86,3 +86,34 @@ def test_sized_synthetic_sets_share_a_folder_per_size_and_never_overwrite_anothe
     assert len(list_split(load_dataset_info(small), "train")) == 3
     info = load_dataset_info(other)
     assert read_mask(info.mask_path("train", list_split(info, "train")[0]), info).shape == (24, 24)
+
+
+def test_weak_shot_mode_puts_several_novel_classes_in_varied_combinations(tmp_path):
+    from workbench.data.synthetic import WEAK_SHOT_NOVEL, WEAK_SHOT_PROTOCOL
+    from workbench.splits import ClassSplit, identifiability
+
+    info = load_dataset_info(
+        generate(tmp_path / "ws", SyntheticConfig(height=32, width=32, train=64, val=1, weak_shot=True))
+    )
+    assert info.protocols[WEAK_SHOT_PROTOCOL] == WEAK_SHOT_NOVEL and "objects2" in info.protocols
+    split = ClassSplit.from_protocol(info.classes, info.protocols, WEAK_SHOT_PROTOCOL)
+    masks = [read_mask(info.mask_path("train", n), info) for n in list_split(info, "train")]
+    report = identifiability(masks, split)
+    several = sum(v for k, v in report.by_count.items() if k >= 2)
+    assert several >= 0.6 * report.images  # most images hold >= 2 novel classes
+    combos = {tuple(np.isin(split.novel, np.unique(m))) for m in masks}
+    assert len(combos) >= 3  # varied combinations: tags tell images apart
+    assert report.warnings == []  # neither trivially identifiable nor degenerate
+
+
+def test_default_synthetic_scenes_are_unchanged_by_the_weak_shot_mode(tmp_path):
+    plain = folder_bytes(generate(tmp_path / "a", TINY))
+    weak = folder_bytes(generate(tmp_path / "b", SyntheticConfig(**{**TINY.__dict__, "weak_shot": True})))
+    assert plain.keys() == weak.keys() and plain["masks/train/train_0000.png"] != weak["masks/train/train_0000.png"]
+
+
+def test_weak_shot_runs_without_data_use_the_weak_shot_set(tmp_path):
+    from workbench.engine import TrainConfig, dataset_info
+
+    info = dataset_info(TrainConfig(protocol="weakshot", synthetic_root=str(tmp_path / "syn")))
+    assert info.root == tmp_path / "syn-weakshot" and "weakshot" in info.protocols

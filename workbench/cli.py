@@ -119,7 +119,10 @@ def cmd_train(args, extra: list[str]) -> int:
         overrides["resume"] = "true"
     if args.overwrite:
         overrides["overwrite"] = "true"
+    novel = overrides.pop("novel", None)  # the run's class split (names or indices); the engine gives the
     config, method_config = apply_overrides([TrainConfig(out=f"runs/{args.method}"), method.Config()], overrides)
+    if novel is not None:  # method its novel class indices, so --novel never reaches the method's Config
+        config = dataclasses.replace(config, novel=novel)
     print(f"training {args.method} on {config.data or 'the synthetic default'} -> {config.out}", file=sys.stderr)
     summary = train(method, method_config, config)
     if dist.is_main():
@@ -163,8 +166,19 @@ def cmd_predict(args, extra: list[str]) -> int:
     return 0
 
 
+def parse_image_size(text: str) -> tuple[int, int]:
+    """``"120,160"`` (or ``120x160``) -> ``(120, 160)``."""
+    try:
+        h, w = (int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"--image_size must be HEIGHT,WIDTH, e.g. 120,160; got {text!r}") from None
+    if min(h, w) < 8:
+        raise UsageError(f"--image_size must be at least 8 pixels each way, got {text!r}")
+    return h, w
+
+
 def cmd_simulate(args, extra: list[str]) -> int:
-    from workbench.data.dataset import parse_supervision
+    from workbench.data.dataset import parse_supervision, simulate_at_size
     from workbench.data.folder import list_split, load_dataset_info, read_mask
     from workbench.weak_labels import SimulationConfig, WeakLabelSet, save_weak_labels, simulate
 
@@ -174,10 +188,14 @@ def cmd_simulate(args, extra: list[str]) -> int:
     if not kinds:
         raise UsageError("--kind must name weak labels (tags, points, scribbles, boxes), not dense")
     (sim,) = apply_overrides([SimulationConfig()], split_overrides(extra))
+    size = parse_image_size(args.image_size) if args.image_size else None
     labels = {}
     for name in list_split(info, args.split):
         mask = read_mask(info.mask_path(args.split, name), info)
-        labels[name] = simulate(mask, kinds, sim, key=name, num_classes=info.num_classes)
+        if size is None:
+            labels[name] = simulate(mask, kinds, sim, key=name, num_classes=info.num_classes)
+        else:  # made where they are right at the training size, stored in the image's coordinates
+            labels[name] = simulate_at_size(mask, size, kinds, sim, name, info.num_classes).resized(*mask.shape)
     save_weak_labels(args.out, WeakLabelSet(info.classes, labels))
     n_points = sum(len(w.points) for w in labels.values())
     n_scribbles = sum(len(w.scribbles) for w in labels.values())
@@ -197,9 +215,14 @@ def cmd_data(args, extra: list[str]) -> int:
             if not 1 <= getattr(args, key) <= MAX_SYNTHETIC_IMAGES:
                 raise UsageError(f"--{key}={getattr(args, key)}: give 1..{MAX_SYNTHETIC_IMAGES} images")
         _writable_folder(args.out, "--out")
-        root = generate(args.out, SyntheticConfig(height=h, width=w, train=args.train, val=args.val, seed=args.seed))
+        config = SyntheticConfig(
+            height=h, width=w, train=args.train, val=args.val, seed=args.seed, weak_shot=args.weak_shot
+        )
+        root = generate(args.out, config)
         print(f"synthetic dataset written to {root}")
         return 0
+    if args.action == "protocols":
+        return cmd_protocols(args)
     if args.action == "validate":
         problems = validate_dataset(args.path)
         for p in problems:
@@ -214,6 +237,27 @@ def cmd_data(args, extra: list[str]) -> int:
         print(f"converted {args.path} ({args.layout}) -> {root}")
         return 0
     raise UsageError(f"unknown data action {args.action!r}")
+
+
+def cmd_protocols(args) -> int:
+    """Weak-shot protocols of a dataset folder, each with its identifiability report."""
+    import json
+
+    from workbench.data.folder import list_split, load_dataset_info, read_mask
+    from workbench.splits import ClassSplit, all_protocols, identifiability
+
+    info = load_dataset_info(args.path)
+    names = [args.protocol] if args.protocol else all_protocols(info.protocols)
+    splits = [ClassSplit.from_protocol(info.classes, info.protocols, n) for n in names]
+    masks = [read_mask(info.mask_path(args.split, n), info) for n in list_split(info, args.split)]
+    reports = [identifiability(masks, split) for split in splits]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=1))
+    else:
+        print(f"{info.root} ({args.split}, {len(masks)} images): {len(reports)} protocol(s)")
+        for report in reports:
+            print(report.format())
+    return 0
 
 
 def cmd_annotations(args, extra: list[str]) -> int:
@@ -326,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job: synthetic data -> train -> per-class IoU report")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    demo.add_argument("--epochs", type=int, default=15)
+    demo.add_argument("--epochs", type=int, default=10, help="epochs of each of the three runs (default 10)")
     demo.set_defaults(func=cmd_demo)
 
     from workbench.engine import TrainConfig
@@ -379,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--split", default="train")
     sim.add_argument("--kind", required=True, help="tags, points, scribbles, boxes or a '+' combination")
     sim.add_argument("--out", required=True, help="JSON file to write")
+    sim.add_argument(
+        "--image_size", help="HEIGHT,WIDTH you will train at: simulate where labels are right at that size "
+        "(as training does; default: the masks' own size)",
+    )  # fmt: skip
     sim.set_defaults(func=cmd_simulate)
 
     data = sub.add_parser("data", help="generate synthetic data, validate or convert a dataset folder")
@@ -389,6 +437,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--train", type=int, default=256)
     gen.add_argument("--val", type=int, default=64)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--weak-shot",
+        action="store_true",
+        help="weak-shot mode: most images hold >= 2 of the novel classes of protocol 'weakshot' (disc, triangle, cross)",
+    )
+    prot = dsub.add_parser(
+        "protocols",
+        help="weak-shot protocols (dataset.json's and random25:1..4) with identifiability reports",
+        description="For each protocol: training images by number of novel classes present, the share of "
+        "novel pixels in images with >= 2 novel classes, and warnings when tags alone identify the novel "
+        "classes (trivial) or a novel class is in > 90%% of images (degenerate). randomP:k works on any "
+        "dataset: round(P%% of the classes) from the k-th permutation of one fixed seed.",
+    )
+    prot.add_argument("path", help="dataset folder")
+    prot.add_argument("--protocol", help="one protocol (a dataset.json name or randomP:k) instead of all")
+    prot.add_argument("--split", default="train")
+    prot.add_argument("--json", action="store_true", help="print the reports as JSON")
     val = dsub.add_parser("validate", help="check every file of a dataset folder")
     val.add_argument("path")
     conv = dsub.add_parser("convert", help="convert PASCAL VOC or ADE20K / COCO-Stuff index-mask layouts")

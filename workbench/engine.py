@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text, not tqdm.auto's widget: an executed notebook saves the bar's last state
 
 from workbench import checkpoint as ckpt
 from workbench import dist, tensorboard
@@ -37,8 +37,9 @@ from workbench.configs import field_type
 from workbench.data.augment import Augment
 from workbench.data.dataset import SegmentationDataset, check_imported_labels, image_tensor, parse_supervision
 from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
-from workbench.data.synthetic import ensure_synthetic
+from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
 from workbench.io import atomic_write_text, save_index_png
+from workbench.methods import optional_hook
 from workbench.metrics import confusion_matrix, format_summary, summarize
 from workbench.models import Backbone, ModelError
 from workbench.splits import ClassSplit
@@ -89,7 +90,7 @@ class TrainConfig:
     out: str = "runs/latest"
     supervision: str | None = None  # None: the method's first supported kind
     protocol: str | None = None  # weak-shot protocol from dataset.json
-    novel: str | None = None  # or an explicit comma-separated list of novel class names
+    novel: str | None = None  # or novel classes: comma-separated names (or 0-based indices)
     weak_labels: str | None = None  # a weak-label JSON file instead of simulated labels
     train_split: str = "train"
     val_split: str = "val"
@@ -198,15 +199,20 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def dataset_info(config: TrainConfig) -> DatasetInfo:
-    root = config.data if config.data is not None else ensure_synthetic(config.synthetic_root)
-    return load_dataset_info(root)
+    """The dataset folder; without one, the synthetic set (its weak-shot mode for weak-shot runs, next to it)."""
+    if config.data is not None:
+        return load_dataset_info(config.data)
+    if config.protocol or config.novel:
+        weak_shot = SyntheticConfig(weak_shot=True)
+        return load_dataset_info(ensure_synthetic(f"{config.synthetic_root.rstrip('/')}-weakshot", weak_shot))
+    return load_dataset_info(ensure_synthetic(config.synthetic_root))
 
 
 def class_split(info: DatasetInfo, config: TrainConfig) -> ClassSplit | None:
     if config.protocol:
         return ClassSplit.from_protocol(info.classes, info.protocols, config.protocol)
     if config.novel:
-        return ClassSplit.from_names(info.classes, [n.strip() for n in config.novel.split(",") if n.strip()])
+        return ClassSplit.from_names(info.classes, config.novel)
     return None
 
 
@@ -411,6 +417,8 @@ class TrainRun:
     lock: ckpt.RunLock | None = None
     board: tensorboard.Board | None = None  # rank 0 with tensorboard installed
     label_check: dict | None = None  # imported labels lost in the resize (check_imported_labels)
+    grad_clip: float = 0.0  # full-model L2 norm clipping when > 0 (a method's Config.grad_clip)
+    bar: tqdm | None = None  # one progress bar per run (a notebook keeps one compact line, not one per epoch)
 
     @property
     def run_dir(self) -> Path:
@@ -424,8 +432,20 @@ class TrainRun:
             if self.on_log is not None:
                 self.on_log(record)
 
+    def progress_bar(self) -> tqdm:
+        if self.bar is None:
+            total = self.config.epochs * len(self.loader)
+            self.bar = tqdm(
+                total=total, initial=self.step, desc=self.run_dir.name, unit="step", leave=True, dynamic_ncols=True,
+                disable=not dist.is_main(),
+            )  # fmt: skip
+        return self.bar
+
     def release(self) -> None:
         """Close the TensorBoard writer and drop the lock (also after an error)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         if self.board is not None:
             self.board.close()
             self.board = None
@@ -468,10 +488,16 @@ def setup_run(
     try:
         loader = make_loader(train_ds, config.batch_size, True, config, device)  # one loader: workers keep caches
         steps_per_epoch = len(loader)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
+        hook = optional_hook(method, "param_groups")
+        groups = hook(model, method_config) if hook is not None else None
+        groups = groups or [{"params": list(model.parameters()), "lr_scale": 1.0}]  # e.g. a lower backbone lr
+        optimizer = torch.optim.AdamW(
+            [{"params": g["params"], "lr": config.lr * g["lr_scale"]} for g in groups], weight_decay=config.weight_decay
         )
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[config.lr * g["lr_scale"] for g in groups], total_steps=config.epochs * steps_per_epoch,
+            pct_start=0.1,
+        )  # fmt: skip
         if dist.is_main():
             ckpt.claim_run_dir(run_dir, config.resume, config.overwrite)  # holding the lock: now the folder is ours
         start_epoch = _resume(run_dir, model, optimizer, scheduler, identity) if config.resume else 0
@@ -484,6 +510,7 @@ def setup_run(
             optimizer, scheduler, identity, start_epoch, start_epoch * steps_per_epoch, on_log, lock,
         )  # fmt: skip
         run.board = tensorboard.open_board(run_dir, run.step) if dist.is_main() else None
+        run.grad_clip = float(getattr(method_config, "grad_clip", 0.0))
     except BaseException:
         if lock is not None:
             lock.release()
@@ -511,10 +538,9 @@ def train_epoch(run: TrainRun, epoch: int, should_stop: Callable[[], bool] | Non
     running: dict[str, torch.Tensor] = {}
     t0, n_seen = time.perf_counter(), 0
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # step of the first non-finite loss
-    bar = tqdm(
-        run.loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if dist.is_main() else True
-    )
-    for batch in bar:
+    bar = run.progress_bar()
+    bar.set_description(f"{run.run_dir.name} epoch {epoch + 1}/{config.epochs}")
+    for batch in run.loader:
         if should_stop is not None and should_stop():
             return False
         batch = _to_device(batch, device, config.channels_last)
@@ -524,9 +550,12 @@ def train_epoch(run: TrainRun, epoch: int, should_stop: Callable[[], bool] | Non
         loss = outputs["loss"]
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if run.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.grad_clip)
         run.optimizer.step()
         run.scheduler.step()
         run.step += 1
+        bar.update(1)
         # device-side bookkeeping: no host synchronisation inside the loop
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), run.step, first_bad)
         n_seen += batch["image"].shape[0] * dist.world_size()
@@ -727,7 +756,8 @@ def run_config(method, method_config, config: TrainConfig, info: DatasetInfo, sp
         "image_size": list(train_ds.size),
         "dataset": {"root": str(info.root), "name": info.name, "classes": list(info.classes),
                     "colors": [list(c) for c in info.colors]},
-        "novel": list(split.novel) if split else [],
+        "novel": list(split.novel_names) if split else [],  # names; runs before issue 14 hold indices
+        "protocol": split.name if split else None,
     }  # fmt: skip
 
 
@@ -883,7 +913,7 @@ def evaluate_run(
     class_split = (
         ClassSplit.from_protocol(info.classes, info.protocols, protocol)
         if protocol
-        else (ClassSplit(info.classes, tuple(novel)) if novel else None)
+        else (ClassSplit.from_names(info.classes, novel) if novel else None)  # names, or indices (old runs)
     )
     dataset = SegmentationDataset(info, split, "dense", size=tuple(cfg["image_size"]), include_gt=True)
     device_ = next(model.parameters()).device

@@ -17,11 +17,16 @@ import holoviews as hv
 import numpy as np
 
 from workbench import views
-from workbench.weak_labels import WeakLabels
+from workbench.weak_labels import IGNORE, UNLABELED, WeakLabels
 
 POINT_SIZE = 10  # screen pixels
 BOX_LINE_WIDTH = 2
 OUTLINE = "white"  # drawn around points and scribbles so they stand out on their own class colour
+PAGE_WIDTH = 1300  # screen pixels a notebook page shows without a horizontal scroll bar
+PANEL_MARGIN = 30  # screen pixels around one image panel (title padding, borders, toolbar gap)
+HATCH_RGBA = (128, 128, 128, 170)  # unlabelled pixels: grey diagonal stripes
+HATCH_PERIOD = 4  # image pixels per stripe pair
+VOID_RGBA = (0, 0, 0, 200)
 
 
 def _hex(color: Sequence[int]) -> str:
@@ -56,12 +61,17 @@ def weak_label_layer(weak: WeakLabels, colors: np.ndarray) -> hv.Overlay:
     ]
     boxes = [(b.col0, h - b.row1, b.col1, h - b.row0, _hex(colors[b.cls])) for b in weak.boxes]
     points = [(p.col + 0.5, h - p.row - 0.5, _hex(colors[p.cls])) for p in weak.points]
+    # An empty layer keeps a constant colour: bokeh cannot map colours from an empty column.
+    box_color = "color" if boxes else OUTLINE
+    point_color = "color" if points else OUTLINE
     return hv.Overlay(
         [
             outline,
             *scribbles,
-            hv.Rectangles(boxes, vdims=["color"]).opts(fill_alpha=0.0, line_color="color", line_width=BOX_LINE_WIDTH),
-            hv.Points(points, vdims=["color"]).opts(color="color", size=POINT_SIZE, line_color=OUTLINE, line_width=1.5),
+            hv.Rectangles(boxes, vdims=["color"]).opts(fill_alpha=0.0, line_color=box_color, line_width=BOX_LINE_WIDTH),
+            hv.Points(points, vdims=["color"]).opts(
+                color=point_color, size=POINT_SIZE, line_color=OUTLINE, line_width=1.5
+            ),
         ]
     )
 
@@ -166,3 +176,234 @@ def cost_curve(rows: Sequence[dict], x: str = "seconds", y: str = "miou", label:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+# ----------------------------------------------------------------------------- notebook pages
+
+
+def panel_width(cols: int, extra: int = 0, page: int = PAGE_WIDTH) -> int:
+    """Frame width of each of ``cols`` side-by-side panels so the row fits ``page`` screen pixels.
+
+    ``extra``: screen pixels each panel needs beside its frame (e.g. about 90 for a colourbar).
+    """
+    if cols < 1:
+        raise ValueError(f"cols must be >= 1, got {cols}")
+    return int(min(views.CANVAS_WIDTH, (page - cols * (PANEL_MARGIN + extra)) // cols))
+
+
+def _sized(element, height: int, width: int, frame_width: int):
+    scale = frame_width / max(height, width)
+    return element.opts(frame_width=round(width * scale), frame_height=round(height * scale))
+
+
+def label_rgba(mask: np.ndarray, colors: np.ndarray, opacity: float = 0.7) -> np.ndarray:
+    """``(H, W)`` label map -> ``(H, W, 4)`` RGBA: classes in their colours, **unlabelled (254) hatched
+    grey** and void (255) dark, so a sparse label map never looks like a full one."""
+    rgba = views.colorize(mask, colors, None, opacity)
+    rows, cols = np.indices(mask.shape)
+    stripe = ((rows + cols) // (HATCH_PERIOD // 2)) % 2 == 0
+    rgba[(mask == UNLABELED) & stripe] = HATCH_RGBA
+    rgba[mask == IGNORE] = VOID_RGBA
+    return rgba
+
+
+def mask_row(
+    image: np.ndarray, masks: Mapping[str, np.ndarray], colors: np.ndarray, cols: int | None = None,
+    opacity: float = 0.7, show_image: bool = True,
+) -> hv.Layout:  # fmt: skip
+    """The image and each labelled ``(H, W)`` mask over it (title -> mask), sized to fit a notebook page.
+
+    Unlike :func:`mask_panels`, unlabelled pixels are hatched grey (:func:`label_rgba`), so what a
+    loss sees is visible; put the ground truth among ``masks`` to compare against it.
+    """
+    h, w = image.shape[:2]
+    n = len(masks) + int(show_image)
+    cols = cols or min(n, 4)
+    side = panel_width(cols)
+    panels = [_sized(views.image_element(image, title="image"), h, w, side)] if show_image else []
+    for title, mask in masks.items():
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"mask {title!r} is {mask.shape}, the image is {image.shape[:2]}; resize it first")
+        layer = views.image_element(label_rgba(mask, colors, opacity))
+        panels.append(_sized((views.image_element(image) * layer).opts(title=title), h, w, side))
+    return hv.Layout(panels).cols(cols).opts(shared_axes=True)
+
+
+def class_legend(
+    classes: Sequence[str], colors: np.ndarray, novel: Sequence[int] = (), unlabelled: bool = True
+) -> hv.Div:
+    """The class colours with their ids (0-based, as in masks and configs); novel classes marked."""
+    novel_ids = set(novel)
+    items = [
+        f'<span style="white-space:nowrap;margin-right:14px"><span style="display:inline-block;width:12px;'
+        f'height:12px;background:{_hex(c)};border:1px solid #333;margin-right:4px"></span>'
+        f"{i} {name}{' <b>(novel)</b>' if i in novel_ids else ''}</span>"
+        for i, (name, c) in enumerate(zip(classes, colors))
+    ]
+    if unlabelled:
+        items.append(
+            '<span style="white-space:nowrap"><span style="display:inline-block;width:12px;height:12px;'
+            "background:repeating-linear-gradient(45deg,#808080 0 3px,transparent 3px 6px);"
+            f'border:1px solid #333;margin-right:4px"></span>{UNLABELED} unlabelled</span>'
+        )
+    return hv.Div(f'<div style="line-height:1.8">{" ".join(items)}</div>').opts(width=PAGE_WIDTH - 100, height=60)
+
+
+def heat_panel(
+    image: np.ndarray, values: np.ndarray, title: str, label: str, clim: tuple[float, float] = (0.0, 1.0),
+    cmap: str = views.HEAT_CMAP, cols: int = 3, alpha: float = 0.7, pixel: tuple[int, int] | None = None,
+) -> hv.Overlay:  # fmt: skip
+    """A continuous ``(H, W)`` map over the image with a colourbar named ``label`` (not HoloViews' "z"),
+    sized so ``cols`` such panels fit a page; ``pixel`` ``(row, col)`` is circled (an affinity's anchor).
+
+    Overlay anything else before this sizes the plot: ``panel * other`` is a new overlay at the default size."""
+    values = np.asarray(values, dtype=np.float32)
+    h, w = values.shape
+    heat = hv.Image(values, bounds=(0, 0, w, h), vdims=[hv.Dimension("value", label=label, range=clim)]).opts(
+        cmap=cmap, alpha=alpha, clim=clim, colorbar=True, xaxis=None, yaxis=None, tools=["hover"],
+        clipping_colors={"NaN": "transparent"}, colorbar_opts={"title": label},
+    )  # fmt: skip
+    layers = views.image_element(image) * heat
+    if pixel is not None:
+        layers = layers * marked_pixel(pixel, h)
+    return _sized(layers.opts(title=title), h, w, panel_width(cols, extra=90))
+
+
+def marked_pixel(pixel: tuple[int, int], height: int, color: str = "cyan") -> hv.Points:
+    """A circle on pixel ``(row, col)`` of an image ``height`` rows tall (the anchor of an affinity map)."""
+    return hv.Points([(pixel[1] + 0.5, height - pixel[0] - 0.5)]).opts(
+        marker="circle", size=12, color=color, line_color="black"
+    )
+
+
+def curves(records: Sequence[Mapping]) -> hv.Layout:
+    """Two plots of ``metrics.jsonl`` records (each tagged with ``run``): training loss against the
+    optimisation step, and validation mIoU against the epoch (logged with ``eval_every``, plus the
+    final evaluation). Separate axes, so neither hides the other."""
+    losses: dict[str, list] = {}
+    mious: dict[str, list] = {}
+    last_epoch: dict[str, int] = {}
+    for r in records:
+        run = r.get("run", "run")
+        if "loss" in r and "step" in r:
+            losses.setdefault(run, []).append((r["step"], r["loss"]))
+        if "epoch" in r and "event" not in r:
+            last_epoch[run] = max(last_epoch.get(run, 0), int(r["epoch"]))
+        if "val_miou" in r:
+            epoch = int(r["epoch"]) if "epoch" in r and "event" not in r else last_epoch.get(run, 0)
+            mious.setdefault(run, []).append((epoch, r["val_miou"]))
+    if not losses:
+        raise ValueError("no records with 'loss' and 'step': pass the records of metrics.jsonl (log_every <= steps)")
+    width = panel_width(2, extra=160)
+    loss = hv.NdOverlay({run: hv.Curve(sorted(p), "step", "loss") for run, p in losses.items()}, kdims="run").opts(
+        width=width + 160, height=300, title="training loss per optimisation step", legend_position="right",
+        logy=True,
+    )  # fmt: skip
+    miou = hv.NdOverlay(
+        {run: hv.Curve(sorted(p), "epoch", "val mIoU") * hv.Scatter(sorted(p), "epoch", "val mIoU").opts(size=7)
+         for run, p in mious.items()}, kdims="run",
+    ) if mious else views.unavailable("validation mIoU", "no val_miou records: train with eval_every=1")  # fmt: skip
+    miou = miou.opts(width=width + 160, height=300, title="validation mIoU per epoch", ylim=(0, 1)) if mious else miou
+    return (loss + miou).opts(shared_axes=False)
+
+
+def bars_by_group(summaries: Mapping[str, dict], groups: Mapping[str, Sequence[str]], title: str) -> hv.Bars:
+    """Mean IoU of each class group (e.g. ``{"stuff": [...], "objects": [...]}``) for each run, side by side."""
+    rows = []
+    for run, summary in summaries.items():
+        iou = summary["per_class_iou"]
+        for group, classes in groups.items():
+            vals = [iou[c] for c in classes if iou.get(c) is not None and not math.isnan(iou[c])]
+            rows.append((group, run, float(np.mean(vals)) if vals else math.nan))
+    return hv.Bars(rows, kdims=["classes", "run"], vdims=["mIoU"]).opts(
+        ylim=(0, 1), width=min(PAGE_WIDTH - 100, 200 + 120 * len(summaries) * len(groups)), height=300,
+        title=title, multi_level=True, color=hv.dim("run"), cmap="Category10", tools=["hover"], xlabel="",
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- checking a page
+
+AXIS_PX = 50  # screen pixels a visible vertical axis with tick labels takes
+COLORBAR_PX = 90
+TITLE_CHAR_PX = 7.5  # a 12pt bold title character, on average
+FORBIDDEN_LABELS = ("z",)  # HoloViews' default value-dimension name: a colourbar or axis nobody named
+
+
+def page_problems(obj, page: int = PAGE_WIDTH) -> list[str]:
+    """What is wrong with a figure on a notebook page: wider than ``page`` screen pixels, a plot
+    that draws nothing, a title longer than its plot, an axis or colourbar labelled "z".
+
+    ``obj`` is a HoloViews object (rendered with bokeh here) or a bokeh model. Widths are
+    estimated from the model (frames, visible axes, colourbars, legends), not measured in a browser.
+    """
+    from bokeh.models import Model
+
+    model = obj if isinstance(obj, Model) else hv.render(obj, backend="bokeh")
+    problems: list[str] = []
+    width = _model_width(model, problems)
+    if width > page:
+        problems.append(f"about {width} px wide, more than the {page} px page")
+    return problems
+
+
+def _figure_width(fig, problems: list[str]) -> int:
+    from bokeh.models.annotations.legends import ColorBar, Legend
+    from bokeh.models.axes import Axis
+    from bokeh.models.renderers.glyph_renderer import GlyphRenderer
+
+    side = [m for m in (*fig.left, *fig.right) if getattr(m, "visible", True)]
+    if fig.frame_width is not None:
+        width = fig.frame_width + fig.min_border_left + fig.min_border_right
+        width += sum(AXIS_PX for m in side if isinstance(m, Axis))
+        width += sum(COLORBAR_PX for m in side if isinstance(m, ColorBar))
+        for legend in (m for m in side if isinstance(m, Legend)):
+            names = [str(getattr(getattr(item, "label", ""), "value", "") or "") for item in legend.items]
+            width += 40 + 7 * max((len(t) for t in names), default=0)
+    else:
+        width = fig.width or 600
+    title = fig.title.text if fig.title is not None else ""
+    if title and len(title) * TITLE_CHAR_PX > width:
+        problems.append(f"title {title!r} is longer than its {width} px plot: it is clipped")
+    labels: list[object] = [getattr(a, "axis_label", None) for a in (*fig.left, *fig.below, *fig.right, *fig.above)]
+    labels += [m.title for m in (*fig.left, *fig.right, *fig.above, *fig.below) if isinstance(m, ColorBar)]
+    if any(str(label).strip() in FORBIDDEN_LABELS for label in labels if label is not None):
+        problems.append(f"plot {title!r} has an axis or colourbar labelled 'z': name the value dimension")
+    glyphs = [r for r in fig.renderers if isinstance(r, GlyphRenderer)]
+    if not any(_has_data(getattr(r.data_source, "data", {})) for r in glyphs):
+        problems.append(f"plot {title!r} draws nothing: no glyph has data")
+    return int(width)
+
+
+def _has_data(data: Mapping) -> bool:
+    for values in data.values():
+        if len(values) and not (
+            isinstance(values[0], np.ndarray) and all(np.asarray(v).size == 0 for v in values)
+        ):  # an image glyph holds a list of 2-D arrays
+            return True
+    return False
+
+
+def _model_width(model, problems: list[str]) -> int:
+    from bokeh.models.layouts import LayoutDOM, Row
+    from bokeh.models.plots import GridPlot, Plot
+    from bokeh.models.widgets.markups import Markup
+
+    if isinstance(model, Plot):
+        return _figure_width(model, problems)
+    if isinstance(model, GridPlot):
+        columns: dict[int, int] = {}
+        for child, _, col, *_ in model.children:
+            columns[col] = max(columns.get(col, 0), _model_width(child, problems))
+        return sum(columns.values())
+    if isinstance(model, Markup):
+        return int(model.width or 0)
+    children = getattr(model, "children", None)
+    if children is not None:
+        widths = [_model_width(c[0] if isinstance(c, tuple) else c, problems) for c in children]
+        return sum(widths) if isinstance(model, Row) else max(widths, default=0)
+    return int(model.width or 0) if isinstance(model, LayoutDOM) else 0
+
+
+def fit(element, shape: tuple[int, ...], cols: int, extra: int = 0):
+    """Resize an image-like element of an ``(H, W, ...)`` image so ``cols`` panels fit a notebook page."""
+    return _sized(element, shape[0], shape[1], panel_width(cols, extra))

@@ -53,15 +53,35 @@ from workbench.weak_labels import (
     WeakLabelError,
     WeakLabels,
     WeakLabelSet,
+    load_weak_labels,
     rasterize,
     save_weak_labels,
+    simulate,
 )
 
 OVERLAYS = ("prediction", "ground truth", "pseudo-mask", "none")
 UNCERTAINTY = ("entropy", "margin")
+LABEL_FORMATS = ("weakseg", "labelstudio", "cvat", "coco")  # export/import formats (workbench.interchange)
 ANNOTATION_KINDS = ("points", "scribbles", "boxes")
 CACHE_SIZE = 32  # images whose model outputs stay cached (per model version)
 MAX_BRUSH = 50.0
+CLOSED_MESSAGE = (
+    "this session was closed (session.close()); open a new one with DashboardSession.open(...) and show it again"
+)
+
+
+@dataclass
+class ModelVersion:
+    """One model of the session: its weights (CPU copies), what made it, and its val summary."""
+
+    number: int
+    label: str
+    state: dict
+    summary: dict
+
+
+def _state_copy(model: nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 class SessionError(ValueError):
@@ -79,17 +99,36 @@ class QuickConfig:
     image should move the decoder and heads, not the features and running means that every
     image shares; skipping the encoder's backward pass also halves the step time. Losses see
     ``progress = 1`` (every ramp at full weight), since the model is continued, not started.
+
+    One image alone drags the decoder towards its few classes and the rest of the split is
+    forgotten (val mIoU 0.38 -> 0.21 after 8 correct points on the 48x48 synthetic set): each
+    step therefore also keeps the model's own class probabilities on ``replay`` other images
+    (a KL term, learning without forgetting), which needs no labels and works for every method.
+    With 8 replay images and weight 10 the same retrain learns all 8 points and val mIoU goes
+    0.38 -> 0.41 (weight 1 and 4 images: 0.34; SGD instead of AdamW: 0.32), measured with all 8
+    in every step; 2 per step in turn passes the same check (``test_quick_retrain_on_correct_labels_keeps_val_miou``).
     """
 
     steps: int = 10
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     flip: bool = True
     freeze_encoder: bool = True
+    replay: int = 8  # other images of the split whose current predictions the model must keep
+    keep_weight: float = 10.0  # weight of that distillation term against the method's loss
+    replay_per_step: int = 2  # replay images in each step's batch, taken in turn (all 8: 5x slower steps)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or not (math.isfinite(self.lr) and self.lr > 0):
             raise SessionError(f"quick retrain needs steps >= 1 and a positive lr, got {self.steps}, {self.lr}")
+        if (
+            self.replay < 0
+            or self.replay_per_step < 1
+            or not (math.isfinite(self.keep_weight) and self.keep_weight >= 0)
+        ):
+            raise SessionError(
+                f"quick retrain needs replay >= 0 and keep_weight >= 0, got {self.replay}, {self.keep_weight}"
+            )
 
 
 @dataclass(frozen=True)
@@ -146,7 +185,7 @@ class Trainer:
             with self._lock:
                 self.progress = min(1.0, step / max(total, 1))
                 self.losses.append((step, float(loss)))
-                self.message = f"{name}: step {step}/{total}, loss {loss:.3f}"
+                self.message = f"{name}: step {step}/{total}, loss {loss:.4g}"
 
         try:
             result = job(report, self._stop.is_set)
@@ -198,8 +237,10 @@ def quick_finetune(
     config: QuickConfig,
     report: Callable[[int, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    replay: torch.Tensor | None = None,
 ) -> nn.Module:
-    """Fine-tune ``model`` in place on one ``batch`` (image, label, tags, index) for ``config.steps`` steps."""
+    """Fine-tune ``model`` in place on one ``batch`` (image, label, tags, index) for ``config.steps`` steps,
+    keeping its predictions on the normalised ``replay`` images ``(R, 3, h, w)``."""
     device = next(model.parameters()).device
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
@@ -210,12 +251,22 @@ def quick_finetune(
         if p.requires_grad:
             trained.append(p)
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
+    teacher = None
+    if replay is not None and len(replay) and config.keep_weight > 0:
+        replay = replay.to(device)
+        with torch.no_grad():
+            teacher = method.predict(model.eval(), replay).float().log_softmax(1)
     model.train()
     _freeze_batchnorm(model)
     for step in range(1, config.steps + 1):
         if should_stop is not None and should_stop():
             break
         loss = method.training_step(model, {**batch, "progress": 1.0}, method_config)["loss"]
+        if teacher is not None and replay is not None:  # a few replay images per step, in turn (cheap steps)
+            pick = torch.arange(step * config.replay_per_step, (step + 1) * config.replay_per_step) % len(replay)
+            student = method.predict(model, replay[pick]).float().log_softmax(1)
+            keep = F.kl_div(student, teacher[pick], log_target=True, reduction="none").sum(1).mean()
+            loss = loss + config.keep_weight * keep
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -267,6 +318,103 @@ def pixel_features(method: ModuleType, model: nn.Module, images: torch.Tensor) -
     return F.interpolate(feats.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def segmenter_layer(method: ModuleType, model: nn.Module, images: torch.Tensor) -> tuple[str, nn.Module]:
+    """``(name, module)``: the deepest encoder stage (``*encoder.layer4``, ``layer3``, ...) that the method's
+    ``predict`` runs through (TransferNet has two encoders; only one segments) and whose output is still
+    at least 4x4 pixels (``layer4`` of a 32x32 image is one pixel: a CAM of one value)."""
+    stages = ("layer4", "layer3", "layer2", "layer1")
+    candidates = [
+        (n, m) for stage in stages for n, m in model.named_modules() if n.split(".")[-1] == stage and "encoder" in n
+    ]
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def hook(name):
+        def record(module, inputs, output) -> None:  # returns None: the output stays as it is
+            sizes.setdefault(name, tuple(output.shape[-2:]))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in candidates]
+    try:
+        with torch.no_grad():
+            method.predict(model, images)
+    finally:
+        for h in handles:
+            h.remove()
+    fired = [(n, m) for n, m in candidates if n in sizes]
+    if not fired:
+        raise ValueError("the model has no encoder stage its predictions run through")
+    return next(((n, m) for n, m in fired if min(sizes[n]) >= 4), fired[-1])
+
+
+def _score_head(method: ModuleType, model: nn.Module, images: torch.Tensor, shape) -> tuple[str, nn.Module]:
+    """The last module to run in ``predict`` whose output has the shape of the class scores (the classifier)."""
+    fired: list[str] = []
+    modules = dict(model.named_modules())
+
+    def hook(name):
+        def record(module, inputs, output) -> None:
+            if isinstance(output, torch.Tensor) and tuple(output.shape) == tuple(shape):
+                fired.append(name)
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items() if n and not list(m.children())]
+    try:
+        with torch.no_grad():
+            method.predict(model, images)
+    finally:
+        for h in handles:
+            h.remove()
+    if not fired:
+        raise ValueError("no gradient reaches the encoder and no classifier layer was found")
+    return fired[-1], modules[fired[-1]]
+
+
+def segmenter_gradcam(method: ModuleType, model: nn.Module, images: torch.Tensor, cls: int) -> torch.Tensor:
+    """Grad-CAM ``(B, H, W)`` of class ``cls`` on the method's segmenter, for every method.
+
+    captum ``LayerGradCam`` on the score of ``cls`` = the summed ``method.predict`` scores of the
+    pixels predicted as ``cls`` (the arg-max frozen once, as in captum's segmentation tutorial),
+    at the deepest encoder stage the prediction runs through. ``predict`` hides what the model
+    returns (a dict for SimFormer and single-stage), so no method needs its own case.
+    """
+    try:
+        from captum.attr import LayerAttribution, LayerGradCam
+    except ImportError:
+        raise ValueError("Grad-CAM needs captum: pip install 'weakseg-workbench[explain]'") from None
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():  # captum#156: hooks and in-place ReLUs clash
+        if hasattr(module, "inplace"):
+            setattr(module, "inplace", False)  # noqa: B010 - any module type with the flag
+    with torch.no_grad():
+        scores = method.predict(model, images).float()
+    selector = torch.zeros_like(scores).scatter_(1, scores.argmax(1, keepdim=True), 1.0)
+    if not selector[:, cls].any():
+        raise ValueError("the model predicts this class nowhere in the image, so there is no score to explain")
+    name, layer = segmenter_layer(method, model, images)
+
+    def class_scores(inp: torch.Tensor) -> torch.Tensor:
+        return (method.predict(model, inp).float() * selector).sum((2, 3))
+
+    try:
+        with torch.enable_grad():
+            cam = LayerGradCam(class_scores, layer).attribute(images, target=int(cls), relu_attributions=True)
+    except RuntimeError as err:  # SPML classifies detached embeddings: no gradient reaches the encoder
+        if "not have been used in the graph" not in str(err):
+            raise
+        name, layer = _score_head(method, model, images, scores.shape)
+        with torch.enable_grad():
+            cam = LayerGradCam(class_scores, layer).attribute(
+                images, target=int(cls), relu_attributions=True, attribute_to_layer_input=True
+            )
+        name += " input"
+    cam = LayerAttribution.interpolate(cam, tuple(images.shape[-2:]), interpolate_mode="bilinear")
+    if not (cam > 0).any():
+        raise ValueError(f"no positive evidence for it at {name} (Grad-CAM is zero everywhere)")
+    return cam[:, 0].detach()
+
+
 def cosine_affinity(features: torch.Tensor, row: int, col: int) -> torch.Tensor:
     """Cosine similarity ``(H, W)`` in [-1, 1] of pixel ``(row, col)`` to every pixel of ``(D, H, W)`` features."""
     flat = F.normalize(features.flatten(1), dim=0)  # (D, HW)
@@ -287,9 +435,10 @@ class DashboardSession(param.Parameterized):
     overlay = param.Selector(default="prediction", objects=list(OVERLAYS), doc="the dense mask under the annotations")
     uncertainty = param.Selector(default="entropy", objects=list(UNCERTAINTY))
     train_mode = param.Selector(default="quick", objects=["quick", "full"])
-    model_version = param.Integer(default=0, doc="bumped whenever the weights change")
+    model_version = param.Integer(default=0, doc="number of the model version in use (new retrains get new numbers)")
     annotation_version = param.Integer(default=0, doc="bumped after every edit, undo and redo")
     message = param.String(default="", doc="the latest status line for the user")
+    accept_worse = param.Boolean(default=False, doc="make a retrain current even when it lowers val mIoU")
 
     def __init__(
         self,
@@ -306,6 +455,7 @@ class DashboardSession(param.Parameterized):
         out_dir: Path = Path("runs/dashboard"),
         quick: QuickConfig = QuickConfig(),
         full: FullConfig = FullConfig(),
+        run_config: dict | None = None,
         **params,
     ) -> None:
         if tuple(store.classes) != tuple(info.classes):
@@ -317,6 +467,9 @@ class DashboardSession(param.Parameterized):
         self.class_split = ClassSplit(info.classes, tuple(novel)) if novel else None
         self.run_dir, self.out_dir = run_dir, Path(out_dir)
         self.quick_config, self.full_config = quick, full
+        self.run_config = run_config
+        self.versions: list[ModelVersion] = []  # filled from the first retrain on (version 0: the opened weights)
+        self.pending: ModelVersion | None = None  # a finished retrain that lowered val mIoU
         h, w = work_size if work_size else read_image(info.image_path(split, self.names[0])).shape[:2]
         self.work_size: tuple[int, int] = (int(h), int(w))
         self.trainer = Trainer()
@@ -364,7 +517,7 @@ class DashboardSession(param.Parameterized):
                 )
             method_config = engine.method_config_from_json(module, cfg["method_config"])
             work_size = tuple(cfg["image_size"])
-            novel = tuple(info.classes.index(n) for n in cfg.get("novel") or [])
+            novel = novel_ids(cfg.get("novel"), info.classes, run)
             run_dir = resolve_run(run)[0]  # a weights file inside a run also names its run directory
         else:
             if method not in METHODS:
@@ -373,18 +526,25 @@ class DashboardSession(param.Parameterized):
             info = load_dataset_info(data if data is not None else ensure_synthetic())
             method_config = module.Config()
             model = module.build(info.num_classes, method_config, Backbone()).to(engine.pick_device(device))
-            work_size, run_dir = None, None
+            work_size, run_dir, cfg = None, None, None
         store_path = Path(store) if store is not None else (run_dir or info.root) / STORE_FILE
         out_dir = Path(out) if out is not None else (run_dir / "dashboard" if run_dir else Path("runs/dashboard"))
         return cls(
             info, AnnotationStore(store_path, info.classes), module, method_config, model, split=split,
-            work_size=work_size, novel=novel, run_dir=run_dir, out_dir=out_dir, **params,
+            work_size=work_size, novel=novel, run_dir=run_dir, out_dir=out_dir, run_config=cfg, **params,
         )  # fmt: skip
 
     def close(self) -> None:
+        """Stop a running retrain and close the store; every later edit says the session is closed."""
         self.trainer.cancel()
         self.trainer.join(timeout=30)
         self.store.close()
+        self.closed = True
+        self.message = CLOSED_MESSAGE
+
+    def _check_open(self) -> None:
+        if getattr(self, "closed", False):
+            raise SessionError(CLOSED_MESSAGE)
 
     # ------------------------------------------------------------------ dataset
 
@@ -448,11 +608,13 @@ class DashboardSession(param.Parameterized):
     def weak_labels(self, index: int | None = None) -> WeakLabels:
         i = self._i(index)
         name = self.names[i]
-        if name not in self.store.images():
+        if getattr(self, "closed", False) or name not in self.store.images():  # a closed store shows nothing
             return WeakLabels(*self.size(i))
         return self.store.weak_labels(name)
 
     def items(self, index: int | None = None) -> dict:
+        if getattr(self, "closed", False):
+            return {}
         return self.store.items(self.names[self._i(index)])
 
     def annotation_mask(self, index: int | None = None) -> np.ndarray:
@@ -465,6 +627,7 @@ class DashboardSession(param.Parameterized):
 
     def add_point(self, row: float, col: float, cls: int | None = None) -> int:
         """Store a click of class ``cls`` (default: the active class) at once; return its item id."""
+        self._check_open()
         h, w = self.size()
         row, col = _clamp_pixel(row, col, h, w)
         item_id = self.store.add(self.image_name, Point(row, col, self.active_class if cls is None else cls), (h, w))
@@ -472,6 +635,7 @@ class DashboardSession(param.Parameterized):
         return item_id
 
     def move_point(self, item_id: int, row: float, col: float) -> None:
+        self._check_open()
         h, w = self.size()
         row, col = _clamp_pixel(row, col, h, w)
         old = self.store.items(self.image_name)[item_id]
@@ -482,6 +646,7 @@ class DashboardSession(param.Parameterized):
 
     def add_scribble(self, path, cls: int | None = None, width: float | None = None) -> int:
         """Store a stroke ``path`` of ``(row, col)`` vertices with the active class and brush width."""
+        self._check_open()
         path = tuple((float(r), float(c)) for r, c in path)
         if len(path) == 1:
             path = path * 2  # a dab of the brush: a zero-length stroke is still a stroke of the brush's width
@@ -491,15 +656,18 @@ class DashboardSession(param.Parameterized):
         return item_id
 
     def remove(self, item_id: int) -> None:
+        self._check_open()
         self.store.remove(self.image_name, item_id)
         self._edited(f"item {item_id} removed")
 
     def undo(self) -> bool:
+        self._check_open()
         done = self.store.undo(self.image_name) if self.image_name in self.store.images() else False
         self._edited("undone" if done else "nothing to undo")
         return done
 
     def redo(self) -> bool:
+        self._check_open()
         done = self.store.redo(self.image_name) if self.image_name in self.store.images() else False
         self._edited("redone" if done else "nothing to redo")
         return done
@@ -547,22 +715,73 @@ class DashboardSession(param.Parameterized):
             doc = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise SessionError(f"upload is not valid JSON ({err}); upload a file written by Export JSON") from None
+        except RecursionError:
+            raise SessionError(
+                "upload is JSON nested too deeply to be a weak-label file; upload a file written by Export JSON"
+            ) from None
         if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT or not isinstance(doc.get("images"), dict):
             raise SessionError(f"upload is not a weak-label file (expected 'format': '{JSON_FORMAT}' and 'images')")
         if tuple(doc.get("classes", ())) != self.classes:
             raise SessionError(f"upload is for classes {doc.get('classes')}, this dataset has {list(self.classes)}")
+        weak_by_name = {
+            name: from_json_dict(record, where=f"upload: image {name!r}") for name, record in doc["images"].items()
+        }
+        return self._import_new(weak_by_name)
+
+    def _import_new(self, weak_by_name: dict[str, WeakLabels], note: str = "") -> int:
+        """Validate every image's labels, then store what the store does not hold yet (one transaction)."""
+        self._check_open()
         labels = {}
-        for name, record in doc["images"].items():
+        for name, weak in weak_by_name.items():
             if name not in self.names:
                 raise SessionError(f"upload names image {name!r}, which is not in split {self.split!r}")
-            weak = from_json_dict(record, where=f"upload: image {name!r}").validate(len(self.classes))
+            weak = weak.validate(len(self.classes), where=f"upload: image {name!r}")
             if (weak.height, weak.width) != self.size(self.names.index(name)):
                 raise SessionError(f"upload: image {name!r} was annotated at {weak.height}x{weak.width}, it is "
                                    f"{self.size(self.names.index(name))}")  # fmt: skip
-            labels[name] = weak
-        count = self.store.import_weak_label_set(WeakLabelSet(self.classes, labels))
-        self._edited(f"imported annotations of {count} images")
+            labels[name] = _without_stored(weak, self.store.weak_labels(name) if name in self.store.images() else None)
+        labels = {n: w for n, w in labels.items() if w.points or w.scribbles or w.boxes or w.tags}
+        count = self.store.import_weak_label_set(WeakLabelSet(self.classes, labels)) if labels else 0
+        self._edited(f"imported annotations of {count} images" + ("" if count else " (all were already stored)") + note)
         return count
+
+    def export_labels(self, fmt: str = "weakseg", path: str | Path | None = None) -> Path:
+        """Every annotation as a weak-label JSON file (``weakseg``) or a Label Studio, CVAT or COCO file."""
+        if fmt == "weakseg":
+            return self.export_json(path)
+        from workbench import interchange
+
+        suffix = {"labelstudio": "labelstudio.json", "cvat": "cvat.xml", "coco": "coco.json"}.get(fmt)
+        if suffix is None:
+            raise SessionError(f"unknown export format {fmt!r}; use one of {list(LABEL_FORMATS)}")
+        path = Path(path) if path is not None else self.out_dir / "exports" / f"annotations.{suffix}"
+        files = {n: self.info.image_path(self.split, n).name for n in self.store.images() if n in self.names}
+        interchange.export_labels(path, fmt, self.store.to_weak_label_set(), image_files=files)
+        self.message = f"annotations written to {path} ({fmt})"
+        return path
+
+    def import_labels_bytes(self, data: bytes, fmt: str = "weakseg") -> int:
+        """Import an upload in any of :data:`LABEL_FORMATS`; dense masks in it are not annotations and are skipped."""
+        if fmt == "weakseg":
+            try:
+                return self.import_json_text(bytes(data).decode("utf-8"))
+            except UnicodeDecodeError as err:
+                raise SessionError(f"upload is not UTF-8 text ({err}); upload a file written by Export") from None
+        if fmt not in LABEL_FORMATS:
+            raise SessionError(f"unknown import format {fmt!r}; use one of {list(LABEL_FORMATS)}")
+        import tempfile
+
+        from workbench import interchange
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"upload.{'xml' if fmt == 'cvat' else 'json'}"
+            path.write_bytes(bytes(data))
+            try:
+                weak_set, masks = interchange.import_labels(path, fmt, self.classes)
+            except RecursionError:
+                raise SessionError(f"upload is nested too deeply to be a {fmt} export") from None
+        note = f"; {len(masks)} dense masks in the file skipped (the store keeps weak labels)" if masks else ""
+        return self._import_new(dict(weak_set.labels), note)
 
     # ------------------------------------------------------------------ model outputs
 
@@ -651,16 +870,12 @@ class DashboardSession(param.Parameterized):
     def cam(self, cls: int | None = None, index: int | None = None) -> np.ndarray | str:
         """``(H, W)`` Grad-CAM of class ``cls`` normalised to [0, 1], or a string saying why there is none."""
         i, cls = self._i(index), self.active_class if cls is None else cls
-        try:
-            from workbench.methods import cam as cam_method
-        except ImportError:
-            return "Grad-CAM needs workbench.methods.cam, which this installation lacks"
 
         def compute():
             try:
-                values = cam_method.gradcam(self.model, self._tensor(i), cls)[0]
-            except (ValueError, KeyError, TypeError, RuntimeError) as err:
-                return f"Grad-CAM not available for this model ({err})"
+                values = segmenter_gradcam(self.method, self.model, self._tensor(i), cls)[0]
+            except ValueError as err:
+                return f"no Grad-CAM of {self.classes[cls]}: {err}"
             values = values / values.max().clamp(min=1e-6)
             return _resize_map(values.float(), self.size(i))
 
@@ -690,6 +905,10 @@ class DashboardSession(param.Parameterized):
 
     # ------------------------------------------------------------------ evaluation and runs
 
+    def _evaluate_model(self, model: nn.Module, split: str = "val") -> dict:
+        dataset = SegmentationDataset(self.info, split, "dense", size=self.work_size, include_gt=True)
+        return engine.evaluate(self.method, model.eval(), dataset, next(model.parameters()).device, self.class_split)
+
     def evaluate(self, split: str = "val") -> dict:
         """``engine.evaluate`` of the current model on ``split`` (cached per model version)."""
         key = (self.model_version, split)
@@ -700,6 +919,37 @@ class DashboardSession(param.Parameterized):
             with self._lock:
                 self._summaries[key] = summary
         return self._summaries[key]
+
+    def uncertainty_ranking(self, kind: str | None = None, batch: int = 16) -> list[dict]:
+        """``{index, name, uncertainty, annotations}`` of every image of the split, most uncertain first.
+
+        The mean entropy (or margin) of the model's own prediction, no ground truth needed: with
+        no masks at all, the images at the top are where clicks teach the model most (ilastik's
+        and MONAI Label's active-learning order). Cached per model version.
+        """
+        kind = kind or self.uncertainty
+        if kind not in UNCERTAINTY:
+            raise SessionError(f"unknown uncertainty {kind!r}; use one of {list(UNCERTAINTY)}")
+
+        def compute() -> list[float]:
+            scores = []
+            device = next(self.model.parameters()).device
+            for start in range(0, len(self.names), batch):
+                images = torch.cat([image_tensor(self.image(i), self.work_size) for i in
+                                    range(start, min(start + batch, len(self.names)))]).to(device)  # fmt: skip
+                with torch.no_grad():
+                    probs = self.method.predict(self.model.eval(), images).float().softmax(1).cpu().numpy()
+                scores += [float(_uncertainty(p, kind).mean()) for p in probs]
+            return scores
+
+        scores = self._cached(("ranking", kind), compute)
+        stored = set(self.store.images()) if not getattr(self, "closed", False) else set()
+        rows = [
+            {"index": i, "name": n, "uncertainty": scores[i],
+             "annotations": len(self.store.items(n)) if n in stored else 0}
+            for i, n in enumerate(self.names)
+        ]  # fmt: skip
+        return sorted(rows, key=lambda r: -r["uncertainty"])
 
     def per_image_iou(self) -> list[dict]:
         """``{index, name, miou}`` of every image of the browsed split, worst first."""
@@ -722,9 +972,9 @@ class DashboardSession(param.Parameterized):
     def runs(self) -> list[Path]:
         """Run directories (a ``config.json`` inside) up to three levels under :attr:`runs_root`, sorted."""
         root = self.runs_root
-        found = {p.parent for pattern in ("*/config.json", "*/*/config.json", "*/*/*/config.json")
+        found = {p.parent.resolve() for pattern in ("*/config.json", "*/*/config.json", "*/*/*/config.json")
                  for p in root.glob(pattern)}  # fmt: skip
-        return sorted(p.resolve() for p in found)
+        return sorted(p for p in found if p.is_relative_to(root))  # a symlink pointing outside is not listed
 
     # ------------------------------------------------------------------ retraining
 
@@ -751,21 +1001,37 @@ class DashboardSession(param.Parameterized):
             "index": torch.full((len(images),), index, dtype=torch.long),
         }
 
+    def _replay_images(self, index: int) -> torch.Tensor | None:
+        """``(R, 3, h, w)`` other images of the split whose predictions a quick retrain keeps (a fixed draw per image)."""
+        others = [i for i in range(len(self.names)) if i != index]
+        count = min(self.quick_config.replay, len(others))
+        if count == 0:
+            return None
+        picks = np.random.default_rng(index).choice(others, size=count, replace=False)
+        return torch.cat([self._tensor(int(i)) for i in picks]).cpu()
+
     def retrain(self, mode: str | None = None) -> None:
         """Start a quick or full retrain in the background; :meth:`poll` applies the result when it is done."""
+        self._check_open()
         mode = mode or self.train_mode
         if mode == "quick":
-            batch = self._quick_batch(self.index)
-            if not (batch["label"] < len(self.classes)).any():
+            weak = self.weak_labels(self.index)
+            if not (weak.points or weak.scribbles or weak.boxes):  # novel-class clicks count (as tags under a split)
                 raise SessionError(
                     f"image {self.image_name} has no points or scribbles yet; annotate it before a quick retrain"
                 )
+            batch = self._quick_batch(self.index)
+            replay = self._replay_images(self.index)
             model = copy.deepcopy(self.model)
 
+            baseline = self._summaries.get((self.model_version, "val"))
+
             def job(report, should_stop):
-                return quick_finetune(
-                    self.method, self.method_config, model, batch, self.quick_config, report, should_stop
+                before = baseline or self._evaluate_model(model)
+                quick_finetune(
+                    self.method, self.method_config, model, batch, self.quick_config, report, should_stop, replay
                 )
+                return model.eval(), self._evaluate_model(model), before
 
         elif mode == "full":
             job = self._full_job()
@@ -773,6 +1039,54 @@ class DashboardSession(param.Parameterized):
             raise SessionError(f"unknown retrain mode {mode!r}; use 'quick' or 'full'")
         self.trainer.start(job, f"{mode} retrain")
         self.message = f"{mode} retrain started"
+
+    def training_labels(self) -> WeakLabelSet:
+        """What a full retrain learns from: the loaded run's own weak labels of the split plus every annotation.
+
+        Training on the annotations alone is what collapsed the model (val mIoU 0.63 -> 0.09): a
+        few clicked images replaced the thousands of labels the run was trained on. A run that
+        simulated its labels from masks gets the same simulation again (same kinds, seed and
+        image keys); one trained from a weak-label file gets that file's labels.
+        """
+        own = self._run_labels()
+        annotated = self.store.to_weak_label_set().labels
+        merged: dict[str, WeakLabels] = {}
+        for name in self.names:
+            base, added = own.get(name), annotated.get(name)
+            if base is None or added is None:
+                either = base if added is None else added
+                if either is not None:
+                    merged[name] = either
+                continue
+            merged[name] = dataclasses.replace(
+                base, tags=base.tags | added.tags, points=base.points + added.points,
+                scribbles=base.scribbles + added.scribbles, boxes=base.boxes + added.boxes,
+            )  # fmt: skip
+        return WeakLabelSet(self.classes, merged)
+
+    def _run_labels(self) -> dict[str, WeakLabels]:
+        cfg = self.run_config or {}
+        tc = cfg.get("train_config") or {}
+        kinds = [k for k in str(cfg.get("supervision", "")).split("+") if k in ANNOTATION_KINDS]
+        if not kinds:
+            return {}
+        if tc.get("weak_labels"):
+            try:
+                return dict(load_weak_labels(tc["weak_labels"]).labels)
+            except (OSError, WeakLabelError):
+                return {}
+        known = {f.name for f in dataclasses.fields(engine.TrainConfig)}
+        try:
+            sim = engine.TrainConfig(**{k: v for k, v in tc.items() if k in known and k != "image_size"}).simulation
+        except (TypeError, ValueError):
+            return {}
+        labels = {}
+        for name in self.names:
+            path = self.info.mask_path(self.split, name)
+            if path.is_file():
+                mask = read_mask(path, self.info)
+                labels[name] = simulate(mask, kinds, sim, key=name, num_classes=self.info.num_classes)
+        return labels
 
     def _full_job(self) -> Callable:
         kinds = [k for k in ANNOTATION_KINDS if k in self.method.SUPERVISION]
@@ -785,7 +1099,7 @@ class DashboardSession(param.Parameterized):
             raise SessionError("no annotations yet: add points or scribbles before a full retrain")
         out = self.out_dir / time.strftime("retrain-%Y%m%d-%H%M%S")
         labels = out / "annotations.json"
-        save_weak_labels(labels, self.store.to_weak_label_set())
+        save_weak_labels(labels, self.training_labels())
         full = self.full_config
         config = engine.TrainConfig(
             data=str(self.info.root), out=str(out), supervision="+".join(kinds), weak_labels=str(labels),
@@ -796,6 +1110,7 @@ class DashboardSession(param.Parameterized):
         n = len(self.names)
         total = full.epochs * max(1, n // full.batch_size if n > full.batch_size else 1)
         model = copy.deepcopy(self.model)
+        baseline = self._summaries.get((self.model_version, "val"))
         self.retrain_runs.append(out)
 
         def job(report, should_stop):
@@ -803,26 +1118,85 @@ class DashboardSession(param.Parameterized):
                 if "loss" in record:
                     report(record["step"], total, record["loss"])
 
+            before = baseline or self._evaluate_model(model)
             summary = engine.train(self.method, self.method_config, config, on_log, should_stop, model=model)
-            return model.eval(), summary
+            if "miou" not in summary:  # stopped early: evaluate what there is
+                summary = self._evaluate_model(model)
+            return model.eval(), summary, before
 
         return job
 
     def poll(self) -> dict:
-        """Trainer snapshot; when a job has just finished, its model replaces the current one (call from the UI thread)."""
+        """Trainer snapshot; when a job has just finished, its model becomes a new version (call from the UI thread).
+
+        The new version becomes current unless its val mIoU is lower than the current one's: then
+        it waits in :attr:`pending` and the message says so, before anything is replaced
+        (:meth:`accept_pending` makes it current anyway, :meth:`use_version` picks any version).
+        """
         snapshot = self.trainer.snapshot()
         finished = self.trainer.take_result()
         if finished is not None:
             status, result = finished
+            message = snapshot["message"]
             if status == "done":
-                model, summary = result if isinstance(result, tuple) else (result, None)
-                self.model = model.eval()
-                self.model_version += 1
-                if summary is not None and "miou" in summary:
-                    self._summaries[(self.model_version, "val")] = summary
-            self.message = snapshot["message"]
+                model, summary, baseline = result
+                if baseline is not None:
+                    self._summaries.setdefault((self.model_version, "val"), baseline)
+                version = self._add_version(model.eval(), summary, message.split(":")[0])
+                before = self.evaluate("val")["miou"]
+                after = version.summary["miou"]
+                if after < before and not self.accept_worse:
+                    self.pending = version
+                    message += (
+                        f"; it lowered val mIoU {before:.3f} -> {after:.3f}, so v{self.model_version} stays current: "
+                        f"'use v{version.number}' takes it anyway"
+                    )
+                else:
+                    self.use_version(version.number)
+                    message += f"; val mIoU {before:.3f} -> {after:.3f}"
+            self.message = message
             snapshot["finished"] = status
         return snapshot
+
+    def _add_version(self, model: nn.Module, summary: dict, label: str) -> ModelVersion:
+        if not self.versions:  # the weights the session opened with are version 0
+            self.versions.append(ModelVersion(0, "opened", _state_copy(self.model), self.evaluate("val")))
+        number = max(max(v.number for v in self.versions), self.model_version) + 1  # never a number in use
+        version = ModelVersion(number, label, _state_copy(model), summary)
+        self.versions.append(version)
+        with self._lock:
+            self._summaries[(number, "val")] = summary
+        return version
+
+    def use_version(self, number: int) -> None:
+        """Make model version ``number`` current again (its weights, cached outputs and val summary)."""
+        version = next((v for v in self.versions if v.number == number), None)
+        if version is None:
+            known = [v.number for v in self.versions] or [self.model_version]
+            raise SessionError(f"no model version {number}; versions: {known}")
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(version.state)
+        self.model = model.eval()
+        if self.pending is not None and self.pending.number == number:
+            self.pending = None
+        self.model_version = number
+        self.message = f"model v{number} ({version.label}) is current: val mIoU {version.summary['miou']:.3f}"
+
+    def accept_pending(self) -> None:
+        """Make the retrain that lowered val mIoU current anyway."""
+        if self.pending is None:
+            raise SessionError("no retrain is waiting: every finished retrain is already a version")
+        self.use_version(self.pending.number)
+
+    def version_table(self) -> list[dict]:
+        """``{version, made by, val mIoU, current, <class IoU>...}`` of every version, oldest first."""
+        rows = []
+        for v in self.versions:
+            row = {"version": v.number, "made by": v.label, "val mIoU": v.summary["miou"],
+                   "current": v.number == self.model_version}  # fmt: skip
+            row.update({name: iou for name, iou in v.summary["per_class_iou"].items()})
+            rows.append(row)
+        return rows
 
     def wait(self, timeout: float | None = None) -> dict:
         """Block until the running job ends, then :meth:`poll` (for notebooks, tests and benchmarks)."""
@@ -854,6 +1228,48 @@ def read_run(run_dir: str | Path) -> dict:
         "records": read_jsonl(metrics) if metrics.is_file() else [],
         "config": load("config.json"),
     }
+
+
+def _without_stored(weak: WeakLabels, stored: WeakLabels | None) -> WeakLabels:
+    """``weak`` less the annotations ``stored`` already holds (one for one), so re-importing an export adds nothing."""
+    if stored is None:
+        return weak
+
+    def new_items(kind: str) -> tuple:
+        left, kept = list(getattr(stored, kind)), []
+        for item in getattr(weak, kind):
+            if item in left:
+                left.remove(item)
+            else:
+                kept.append(item)
+        return tuple(kept)
+
+    return dataclasses.replace(
+        weak, tags=weak.tags - stored.tags, points=new_items("points"), scribbles=new_items("scribbles"),
+        boxes=new_items("boxes"),
+    )  # fmt: skip
+
+
+def _uncertainty(probs: np.ndarray, kind: str) -> np.ndarray:
+    from workbench import views  # pure numpy maps; views imports no session
+
+    return views.uncertainty_map(probs, kind)
+
+
+def novel_ids(stored, classes: tuple[str, ...], run) -> tuple[int, ...]:
+    """Novel class ids from a run's ``config.json``: names (new runs) or indices (runs written before names)."""
+    ids = []
+    for value in stored or []:
+        if isinstance(value, str) and value in classes:
+            ids.append(classes.index(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):
+            ids.append(value)
+        else:
+            raise SessionError(
+                f"run {run}: novel class {value!r} in config.json is neither a class name nor an index of "
+                f"{list(classes)}; fix the run's config.json or open the run with its own dataset"
+            )
+    return tuple(sorted(set(ids)))
 
 
 def _clamp_pixel(row: float, col: float, height: int, width: int) -> tuple[float, float]:

@@ -202,10 +202,20 @@ def uncertainty_view(image: np.ndarray, probs: np.ndarray, kind: str = "entropy"
     )
 
 
-def affinity_layer(values: np.ndarray | None, pixel: tuple[int, int] | None, source: str = "") -> hv.Overlay:
-    """The affinity of the clicked ``pixel`` to every pixel (``(H, W)`` in [0, 1]) and a marker on the pixel."""
+def affinity_layer(
+    values: np.ndarray | None, pixel: tuple[int, int] | None, source: str = "", shape: tuple[int, int] | None = None
+) -> hv.Overlay:
+    """The affinity of the clicked ``pixel`` to every pixel (``(H, W)`` in [0, 1]) and a marker on the pixel.
+
+    Before the first click (``values`` None) an all-NaN (transparent) map of ``shape``: the same
+    layers every time, so a DynamicMap never adds a colorbar to a plot already in the browser
+    ("cannot find a view for ColorBar").
+    """
     if values is None or pixel is None:
-        return hv.Overlay([hv.Points([]).opts(color="cyan")])
+        if shape is None:
+            return hv.Overlay([hv.Points([]).opts(color="cyan")])
+        empty = heatmap_element(np.full(shape, np.nan, dtype=np.float32))
+        return (empty * hv.Points([]).opts(marker="circle", size=12, color="cyan")).opts(title="")
     h = values.shape[0]
     mark = hv.Points([(pixel[1] + 0.5, h - pixel[0] - 0.5)]).opts(marker="circle", size=12, color="cyan")
     return (heatmap_element(values) * mark).opts(title=f"affinity to ({pixel[0]}, {pixel[1]}): {source}")
@@ -325,23 +335,35 @@ def confusion_heatmap(cm: np.ndarray | Sequence, classes: Sequence[str]) -> hv.H
     )  # fmt: skip
 
 
-def training_curves(records: Sequence[dict]) -> hv.Overlay | hv.Text:
-    """Loss per step of each run in ``records`` (each tagged with ``run``), and validation mIoU where logged."""
+def training_curves(records: Sequence[dict]) -> hv.Overlay | hv.Layout | hv.Text:
+    """Loss per step of each run in ``records`` (each tagged with ``run``); validation mIoU per step
+    beside it, in its own plot (one shared y axis would flatten one of the two)."""
     runs: dict[str, list] = {}
     for r in records:
-        if "loss" in r and "step" in r:
-            runs.setdefault(r.get("run", "run"), []).append((r["step"], r["loss"]))
+        if "loss" in r and "step" in r and _finite(r["loss"]):
+            runs.setdefault(str(r.get("run", "run")), []).append((r["step"], r["loss"]))
     if not runs:
         return unavailable("training curves", "no metrics.jsonl records yet: train a run or retrain (full)")
     curves = {name: hv.Curve(sorted(points), "step", "loss") for name, points in runs.items()}
-    miou = [(r["step"], r["val_miou"]) for r in records if "val_miou" in r and "step" in r]
-    overlay = hv.NdOverlay(curves, kdims="run").opts(
-        width=CANVAS_WIDTH, height=300, title="training loss", legend_position="top_right"
-    )
-    if miou:
-        points = hv.Scatter(miou, "step", "val mIoU").opts(color="black", size=8, tools=["hover"])
-        return (overlay * points).opts(title="training loss (dots: validation mIoU)", multi_y=True)
-    return overlay
+    loss = hv.NdOverlay(curves, kdims="run").opts(
+        width=CANVAS_WIDTH, height=300, title="training loss", legend_position="top_right",
+        xlabel="step", ylabel="loss", framewise=True,
+    )  # fmt: skip
+    miou: dict[str, list] = {}
+    for r in records:
+        if "val_miou" in r and "step" in r and _finite(r["val_miou"]):
+            miou.setdefault(str(r.get("run", "run")), []).append((r["step"], r["val_miou"]))
+    if not miou:
+        return loss
+    dots = hv.NdOverlay(
+        {name: hv.Scatter(sorted(p), "step", "val mIoU").opts(size=8, tools=["hover"]) for name, p in miou.items()},
+        kdims="run",
+    ).opts(width=CANVAS_WIDTH // 2 + 60, height=300, title="validation mIoU", ylim=(0, 1), show_legend=False)
+    return (loss + dots).opts(shared_axes=False)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def compare_runs(first: dict, second: dict) -> hv.Bars | hv.Text:
@@ -361,5 +383,8 @@ def compare_runs(first: dict, second: dict) -> hv.Bars | hv.Text:
 
 
 def loss_curve(losses: Sequence[tuple[int, float]]) -> hv.Curve:
-    """Live loss of the running retrain."""
-    return hv.Curve(list(losses), "step", "loss").opts(width=300, height=160, title="retrain loss", toolbar=None)
+    """Live loss of the running retrain: step on x, the y axis fitted to the values at every update."""
+    points = [(int(step), float(loss)) for step, loss in losses if _finite(loss)]
+    return hv.Curve(points, "step", "loss").opts(
+        width=260, height=160, title="retrain loss", toolbar=None, framewise=True, axiswise=True
+    )

@@ -292,7 +292,7 @@ class SimulationConfig:
     ``points_per_region``: clicks per connected region; ``min_region_px``: smaller regions
     get no point, scribble or box (annotators skip specks); ``scribble_fraction``: the share
     of each region's skeleton path kept; ``scribble_width``: brush width (1: a one-pixel line,
-    a few % of the pixels as in ScribbleSup); ``point_radius``: 0 for single pixels (SPML
+    a few % of the pixels); ``point_radius``: 0 for single pixels (SPML
     dilates points by 6 px, scribbles by 3). Points and scribbles never leave their region;
     dilated points (``point_radius > 0``) may, as SPML's do.
     """

@@ -124,6 +124,12 @@ def test_annotate_undo_retrain_reload(page, synthetic_root, tmp_path):
 
     before_pixels, before_pred = canvas_pixels(page), session.prediction().copy()
     page.get_by_role("button", name="Retrain").click()
+    wait_until(lambda: len(session.versions) == 2, page, timeout=TIMEOUT_MS)
+    if session.model_version == 0:  # the retrain lowered val mIoU (an untrained model): make it current by hand
+        new = session.versions[1]
+        label = f"v1 {new.label}: val mIoU {new.summary['miou']:.3f} - not used"
+        page.get_by_label("model version").select_option(label=label)
+        page.get_by_role("button", name="make current").click()
     expect(page.get_by_text("model v1")).to_be_visible(timeout=TIMEOUT_MS)
     assert (session.prediction() != before_pred).any()
     wait_until(lambda: np.abs(canvas_pixels(page) - before_pixels).mean() > 0.5, page, timeout=TIMEOUT_MS)

@@ -13,10 +13,12 @@ Each item is a dict:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from workbench.data.augment import Augment, augment_sample, resize_pair
@@ -83,6 +85,27 @@ class _Base:
     tags: np.ndarray  # (C,) float32
     label_px: int = 0  # point and scribble pixels
     vanished_px: int = 0  # of those, imported ones whose region vanished at the working size
+
+
+def simulate_at_size(
+    full_mask: np.ndarray,
+    size: tuple[int, int],
+    kinds: Iterable[str],
+    simulation: SimulationConfig,
+    key: str,
+    num_classes: int,
+) -> WeakLabels:
+    """Weak labels at the working ``size``: simulated on the mask resized as the dataset resizes it
+    (nearest), so each point and scribble has the class the model sees there; tags from the full mask
+    (a class too small to see is still in the image). ``.resized(*full_mask.shape)`` gives them in the
+    image's own coordinates, and resizing those back to ``size`` returns the same pixels."""
+    h, w = size
+    mask = full_mask
+    if mask.shape != (h, w):
+        mask = np.asarray(Image.fromarray(full_mask).resize((w, h), Image.Resampling.NEAREST))
+    weak = simulate(mask, [k for k in kinds if k != "dense"], simulation, key=key, num_classes=num_classes)
+    present = np.unique(full_mask)
+    return replace(weak, tags=frozenset(int(c) for c in present[present < num_classes]))
 
 
 class SegmentationDataset(Dataset):
@@ -195,10 +218,7 @@ class SegmentationDataset(Dataset):
         mask: a class too small to see is still in the image). Imported labels are resized as given.
         """
         if self.weak_labels is None:
-            kinds = [k for k in self.kinds]
-            weak = simulate(mask, kinds, self.simulation, key=name, num_classes=self.info.num_classes)
-            present = np.unique(full_mask)
-            return replace(weak, tags=frozenset(int(c) for c in present[present < self.info.num_classes]))
+            return simulate_at_size(full_mask, self.size, self.kinds, self.simulation, name, self.info.num_classes)
         given = self.weak_labels.labels.get(name)
         if given is None:  # an image nobody annotated yet: no label, no tag
             return WeakLabels(*mask.shape)

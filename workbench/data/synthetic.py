@@ -5,6 +5,13 @@ wavy boundary) and one to three objects of one or two object classes. Object cla
 differ in shape; each has a usual colour but borrows another class's colour 30% of the
 time, and textures (plain, striped, dotted) vary, so a model must use shape as well as
 colour. Few object classes per image keep tags, points, scribbles and boxes informative.
+
+**Weak-shot mode** (``SyntheticConfig(weak_shot=True)``, ``data generate --weak-shot``): the
+novel classes of protocol ``weakshot`` (disc, triangle, cross) come in varied combinations,
+and most images hold two or three of them (plus, often, a base object). Image tags and the
+not-base region then say *which* novel classes are in an image but not *where* each one is,
+so only similarity transfer (proposal-pixel, pixel-pixel) can segment them; ``python -m
+workbench data protocols`` shows it. This is the default data of weak-shot tests and the bench.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ OBJECT_RGB = {  # usual colour of each object class (index into CLASSES)
 }  # fmt: skip
 BORROW_COLOUR_P = 0.3
 PROTOCOLS = {"objects2": ("triangle", "cross"), "shapes3": ("disc", "ring", "cross")}
+WEAK_SHOT_PROTOCOL = "weakshot"
+WEAK_SHOT_NOVEL = ("disc", "triangle", "cross")  # the novel classes of weak-shot mode
+WEAK_SHOT_NOVEL_COUNTS = (1, 2, 3)  # novel classes per weak-shot image ...
+WEAK_SHOT_NOVEL_P = (0.15, 0.55, 0.3)  # ... with these probabilities: 85% hold two or more
+WEAK_SHOT_BASE_P = 0.6  # probability of a base object (square or ring) in a weak-shot image
 GENERATOR_VERSION = 1
 
 
@@ -46,10 +58,11 @@ class SyntheticConfig:
     val: int = 64
     seed: int = 0
     max_objects: int = 3
+    weak_shot: bool = False  # most images hold >= 2 novel classes of protocol "weakshot" (module docstring)
 
 
 def render_scene(
-    rng: np.random.Generator, height: int, width: int, max_objects: int = 3
+    rng: np.random.Generator, height: int, width: int, max_objects: int = 3, weak_shot: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """One ``(H, W, 3)`` uint8 image and its ``(H, W)`` uint8 class mask."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -59,10 +72,13 @@ def render_scene(
         sel = mask == c
         if sel.any():
             image[sel] = _stuff_texture(c, rng, yy, xx, height)[sel]
-    n_classes = rng.integers(1, 3)
-    classes = rng.choice(np.arange(len(STUFF), len(CLASSES)), size=n_classes, replace=False)
-    for _ in range(rng.integers(1, max_objects + 1)):
-        cls = int(rng.choice(classes))
+    if weak_shot:
+        objects = _weak_shot_objects(rng)
+    else:
+        n_classes = rng.integers(1, 3)
+        classes = rng.choice(np.arange(len(STUFF), len(CLASSES)), size=n_classes, replace=False)
+        objects = [int(rng.choice(classes)) for _ in range(rng.integers(1, max_objects + 1))]
+    for cls in objects:
         shape = _object_shape(cls, rng, height, width)
         if shape.sum() < 4:
             continue
@@ -70,6 +86,18 @@ def render_scene(
         image[shape] = _object_texture(cls, rng, yy, xx)[shape]
     image += rng.normal(0, 6, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def _weak_shot_objects(rng: np.random.Generator) -> list[int]:
+    """Object classes to draw, in order: maybe a base object first, then 1-3 novel classes, one object each.
+
+    Drawn later, novel objects are rarely hidden by the base one, so their tags stay true.
+    """
+    novel = [CLASSES.index(n) for n in WEAK_SHOT_NOVEL]
+    base = [c for c in range(len(STUFF), len(CLASSES)) if c not in novel]
+    n_novel = int(rng.choice(WEAK_SHOT_NOVEL_COUNTS, p=WEAK_SHOT_NOVEL_P))
+    objects = [int(rng.choice(base))] if rng.random() < WEAK_SHOT_BASE_P else []
+    return objects + [int(c) for c in rng.choice(novel, size=n_novel, replace=False)]
 
 
 def _stuff_layout(rng, yy, xx, h, w) -> np.ndarray:
@@ -147,13 +175,14 @@ def generate(root: str | Path, config: SyntheticConfig = SyntheticConfig()) -> P
         for split, n in counts.items():
             (tmp / "images" / split).mkdir(parents=True)
             for i in range(n):
-                image, mask = render_scene(rng, config.height, config.width, config.max_objects)
+                image, mask = render_scene(rng, config.height, config.width, config.max_objects, config.weak_shot)
                 name = f"{split}_{i:04d}"
                 Image.fromarray(image).save(tmp / "images" / split / f"{name}.png")
                 save_index_png(tmp / "masks" / split / f"{name}.png", mask, COLORS)
         doc = {
             "name": "synthetic",
-            "description": "workbench synthetic shapes: 3 stuff + 5 object classes",
+            "description": "workbench synthetic shapes: 3 stuff + 5 object classes"
+            + (f"; weak-shot mode (protocol {WEAK_SHOT_PROTOCOL!r})" if config.weak_shot else ""),
             "image_dir": "images",
             "mask_dir": "masks",
             "image_ext": ".png",
@@ -162,7 +191,7 @@ def generate(root: str | Path, config: SyntheticConfig = SyntheticConfig()) -> P
             "classes": list(CLASSES),
             "colors": [list(c) for c in COLORS],
             "splits": counts,
-            "weak_shot_protocols": {k: {"novel": list(v)} for k, v in PROTOCOLS.items()},
+            "weak_shot_protocols": {k: {"novel": list(v)} for k, v in protocols(config).items()},
             "generator": {"version": GENERATOR_VERSION, **asdict(config)},
         }
         (tmp / "dataset.json").write_text(json.dumps(doc, indent=1))
@@ -172,6 +201,11 @@ def generate(root: str | Path, config: SyntheticConfig = SyntheticConfig()) -> P
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def protocols(config: SyntheticConfig) -> dict[str, tuple[str, ...]]:
+    """The dataset.json protocols: ``weakshot`` first in weak-shot mode, then the usual ones."""
+    return ({WEAK_SHOT_PROTOCOL: WEAK_SHOT_NOVEL} if config.weak_shot else {}) | PROTOCOLS
 
 
 def ensure_synthetic(root: str | Path = "data/synthetic", config: SyntheticConfig = SyntheticConfig()) -> Path:
@@ -186,8 +220,9 @@ def ensure_synthetic(root: str | Path = "data/synthetic", config: SyntheticConfi
     return generate(root, config)
 
 
-def ensure_sized_synthetic(workdir: str | Path, side: int, train: int, val: int) -> Path:
+def ensure_sized_synthetic(workdir: str | Path, side: int, train: int, val: int, weak_shot: bool = False) -> Path:
     """A ``side`` x ``side`` synthetic set under ``workdir/data``, named by its sizes so that
     notebooks asking for the same sizes share one copy and different sizes never overwrite it."""
-    config = SyntheticConfig(height=side, width=side, train=train, val=val)
-    return ensure_synthetic(Path(workdir) / "data" / f"synthetic-{side}-{train}-{val}", config)
+    config = SyntheticConfig(height=side, width=side, train=train, val=val, weak_shot=weak_shot)
+    kind = "synthetic-weakshot" if weak_shot else "synthetic"
+    return ensure_synthetic(Path(workdir) / "data" / f"{kind}-{side}-{train}-{val}", config)

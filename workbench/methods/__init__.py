@@ -54,8 +54,9 @@ class Method(Protocol):
 #   pixel_features(model, images (B, 3, H, W)) -> (B, D, H, W) per-pixel features at the input size
 #   simnet_affinity(model, features (D, h, w), row, col) -> (h, w) same-class probability of every pixel
 #   proposals(model, image (3, H, W)) -> [{"mask": (H, W), "cls": int, "score": float, ...}, ...] best first
-Hook = Literal["pixel_features", "simnet_affinity", "proposals"]
-OPTIONAL_HOOKS: tuple[Hook, ...] = ("pixel_features", "simnet_affinity", "proposals")
+#   param_groups(model, config) -> [{"params": [...], "lr_scale": float}, ...] (the engine's optimizer groups)
+Hook = Literal["pixel_features", "simnet_affinity", "proposals", "param_groups"]
+OPTIONAL_HOOKS: tuple[Hook, ...] = ("pixel_features", "simnet_affinity", "proposals", "param_groups")
 
 
 def optional_hook(method: Any, name: Hook) -> Callable[..., Any] | None:

@@ -4,8 +4,9 @@ Base classes have pixel labels; novel classes only image tags (``label`` holds n
 as ``UNLABELED`` 254, void and padding as ``IGNORE`` 255). A MaskFormer-style model splits
 segmentation into N proposals that each *classify* (K classes + "no object") and *segment*
 (a mask = proposal embedding · pixel embeddings). Every class present is supervised through
-classification; only base proposals get mask losses, and the proposal-pixel similarity
-transfers to novel proposals. Three more terms help the novel classes:
+classification; only base proposals get mask losses (and, by default, the novel class of an
+image with exactly one novel tag: its mask is the not-base region), and the proposal-pixel
+similarity transfers to novel proposals. Three more terms help the novel classes:
 
 - the **complementary loss**: the union of the matched novel masks, floored at probability
   0.05, should cover exactly the not-base, not-void pixels;
@@ -30,8 +31,23 @@ Choices of ours (the paper's code differs or says nothing), all in this file:
 - by default the mask and complementary losses are computed at the mask resolution (H/4, with
   area-averaged soft targets so small objects keep theirs), 16x cheaper than the paper's full
   resolution (``full_resolution=true``);
-- optimisation (optimizer, schedule, no gradient clipping) is the engine's; the paper's
-  AdamW 1e-4, poly schedule and clip 0.01 are not reproduced.
+- optimisation: the paper's full-model gradient clipping (L2 norm ``grad_clip=0.01``) and
+  backbone learning rate x ``backbone_lr_scale=0.1`` (the smp encoder; pixel decoder,
+  transformer and SimNet at the full rate); AdamW, learning rate and schedule are the
+  engine's (one-cycle, ``--lr``), not the paper's 1e-4 with a poly schedule;
+- the distillation teacher (SimNet under no-grad) normalises with *batch* statistics, as the
+  official code does (its SimNet stays in training mode): ``teacher_bn="batch"``; unlike the
+  official code the teacher's batches do not update BatchNorm's running statistics, which
+  stay those of SimNet's own (base-pair) training. ``teacher_bn="running"`` uses them instead;
+- ``single_novel_masks`` (default on, ours): in an image with exactly one novel tag the
+  not-base region *is* that class's mask, so it is supervised (matched and trained) like a
+  base mask. Images with two or more novel tags are left to the complementary loss and
+  similarity transfer;
+- ``partition`` (default off, ours): novel masks partition the not-base region. In each image,
+  every pixel of the region is shared among the matched novel queries by a softmax across
+  their mask logits (detached), and each query's mask is trained (focal + dice, weight
+  ``partition_weight``) towards its share: the masks compete for pixels instead of all
+  covering the whole region, which the complementary loss (a union) allows;
 
 Defaults are sized for a CPU (16 queries, D=64, 3 decoder layers, 32 points per image); the
 paper's values (100, 256, 6, 100, dropout 0.1, FFN 2048, 8 heads) are reachable by Config.
@@ -41,6 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -65,6 +82,7 @@ FOCAL_GAMMA = 2.0
 SAMPLING_JITTER = 0.1  # "random sampling" = top-k of (region indicator + 0.1 * U(0, 1))
 DECONFOUND_RARE_P = 0.01  # probability of pairing on the novel class with the fewest partners
 DISTILL_MODES = ("cce", "ce")
+TEACHER_BN_MODES = ("batch", "running")
 MEMORY_STRIDES = (8, 16, 32)
 DISTILL_CLAMP = 0.01
 AFFINITY_CHUNK = 65536  # pixel pairs per SimNet call in simnet_affinity
@@ -98,6 +116,12 @@ class Config:
     common_fraction: float = 0.8  # share of SimNet points inside a base class common to both images
     balance_window: int = 25  # iterations of pair counts behind SimNet's class balance
     full_resolution: bool = False  # mask and complementary losses at the input size (paper) or at H/4 (16x cheaper)
+    grad_clip: float = 0.01  # full-model gradient L2 norm clip (paper); 0 = off
+    backbone_lr_scale: float = 0.1  # encoder learning rate = lr x this (paper 0.1)
+    teacher_bn: str = "batch"  # distillation teacher's BatchNorm: "batch" statistics (official) or "running"
+    single_novel_masks: bool = True  # one novel tag in an image: its not-base region is that class's mask
+    partition: bool = False  # novel masks share the not-base region by a softmax across novel queries
+    partition_weight: float = 1.0
 
     def __post_init__(self) -> None:
         check_loss_weights(self)
@@ -115,6 +139,13 @@ class Config:
             raise ValueError(f"memory_stride must be one of {MEMORY_STRIDES}, got {self.memory_stride}")
         if self.dist_mode not in DISTILL_MODES:
             raise ValueError(f"dist_mode must be one of {DISTILL_MODES}, got {self.dist_mode!r}")
+        if self.teacher_bn not in TEACHER_BN_MODES:
+            raise ValueError(f"teacher_bn must be one of {TEACHER_BN_MODES}, got {self.teacher_bn!r}")
+        if self.grad_clip < 0 or not 0 < self.backbone_lr_scale <= 1:
+            raise ValueError(
+                f"grad_clip must be >= 0 (0: off) and backbone_lr_scale in (0, 1], "
+                f"got {self.grad_clip} and {self.backbone_lr_scale}"
+            )
         if self.distillation and not self.simnet:
             raise ValueError("distillation needs SimNet as its teacher: set simnet=true or distillation=false")
         if not 0.0 <= self.common_fraction <= 1.0 or not 0.0 <= self.dropout < 1.0:
@@ -244,6 +275,15 @@ def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:
     return SimFormer(num_classes, config, backbone)
 
 
+def param_groups(model: nn.Module, config: Config) -> list[dict]:
+    """The encoder at ``backbone_lr_scale`` x the learning rate, everything else at 1x (the engine's hook)."""
+    net = unwrap(model)
+    encoder = {id(p) for p in net.encoder.parameters()}
+    rest = [p for p in net.parameters() if id(p) not in encoder]
+    return [{"params": list(net.encoder.parameters()), "lr_scale": config.backbone_lr_scale},
+            {"params": rest, "lr_scale": 1.0}]  # fmt: skip
+
+
 def unwrap(model: nn.Module) -> SimFormer:
     """The SimFormer inside a DistributedDataParallel wrapper (or the model itself)."""
     return cast(SimFormer, getattr(model, "module", model))
@@ -254,13 +294,14 @@ def unwrap(model: nn.Module) -> SimFormer:
 
 @dataclass(frozen=True)
 class Targets:
-    """One image's targets: base classes (with ``masks (T_base, H, W)``) first, then tagged novel classes."""
+    """One image's targets: classes with masks ``(T_masked, H, W)`` first (base classes, then the novel
+    class of a one-novel-tag image), then the other tagged novel classes (tag only)."""
 
     classes: torch.Tensor  # (T,) int64
-    masks: torch.Tensor  # (T_base, H, W) float 0/1 at the input resolution
+    masks: torch.Tensor  # (T_masked, H, W) float in [0, 1]
 
     @property
-    def num_base(self) -> int:
+    def num_masked(self) -> int:
         return self.masks.shape[0]
 
 
@@ -270,16 +311,21 @@ def image_targets(
     num_classes: int,
     novel: tuple[int, ...],
     size: tuple[int, int] | None = None,
+    single_novel_masks: bool = False,
 ) -> Targets:
     """Base classes present in ``label (H, W)`` and the novel classes named by ``tags (C,)``.
 
-    With ``size``, the base masks are area-averaged to it (soft targets), so that a small
-    object still present in the label keeps a target at the mask resolution.
+    With ``single_novel_masks`` and exactly one novel tag, that class gets the ``UNLABELED``
+    region as its mask. With ``size``, masks are area-averaged to it (soft targets), so that
+    a small object still present in the label keeps a target at the mask resolution.
     """
     present = torch.unique(label)
     base = [int(c) for c in present if c < num_classes and int(c) not in novel]
     novel_present = [c for c in novel if tags[c] > 0]
-    masks = torch.stack([(label == c).float() for c in base]) if base else label.new_zeros((0,) + label.shape).float()
+    planes = [(label == c).float() for c in base]
+    if single_novel_masks and len(novel_present) == 1:
+        planes.append((label == UNLABELED).float())
+    masks = torch.stack(planes) if planes else label.new_zeros((0,) + label.shape).float()
     if size is not None and tuple(size) != tuple(label.shape):
         masks = F.interpolate(masks[None], size=tuple(size), mode="area")[0]
     return Targets(torch.tensor(base + novel_present, dtype=torch.long, device=label.device), masks)
@@ -314,16 +360,16 @@ def pairwise_dice(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def matching_cost(logits: torch.Tensor, mask_logits: torch.Tensor, targets: Targets, config: Config) -> torch.Tensor:
-    """§1.4 cost ``(N, T)``: ``-p(c)`` for every target, ``+ 20 focal + 1 dice`` for base targets only.
+    """§1.4 cost ``(N, T)``: ``-p(c)`` for every target, ``+ 20 focal + 1 dice`` for targets with masks only.
 
     ``logits (N, K+1)``, ``mask_logits (N, h, w)``; base masks are nearest-downsampled to ``(h, w)``.
     """
     cost = -config.class_weight * logits.float().softmax(-1)[:, targets.classes]
-    if targets.num_base:
+    if targets.num_masked:
         gt = F.interpolate(targets.masks[None], size=mask_logits.shape[-2:], mode="nearest")[0].flatten(1)
         pred = mask_logits.float().flatten(1)
         mask_cost = config.mask_weight * pairwise_focal(pred, gt) + config.dice_weight * pairwise_dice(pred, gt)
-        cost[:, : targets.num_base] += mask_cost
+        cost[:, : targets.num_masked] += mask_cost
     return cost
 
 
@@ -364,10 +410,18 @@ def complementary_loss(novel_mask_logits: torch.Tensor, region: torch.Tensor, co
     return config.mask_weight * focal_loss(union, target)[0] + config.dice_weight * dice_loss(union, target)[0]
 
 
+def partition_loss(novel_mask_logits: torch.Tensor, region: torch.Tensor, config: Config) -> torch.Tensor:
+    """Novel masks ``(T_novel, H, W)`` towards their softmax share (across the queries, detached) of
+    the not-base ``region (H, W)``: the shares sum to the region, so the masks partition it."""
+    logits = novel_mask_logits.float().flatten(1)
+    share = (logits.detach().softmax(0) * region.float().flatten()[None]).clamp(0, 1)
+    return (config.mask_weight * focal_loss(logits, share) + config.dice_weight * dice_loss(logits, share)).mean()
+
+
 def layer_losses(
     logits: torch.Tensor, masks: torch.Tensor, targets: list[Targets], region: torch.Tensor, config: Config
 ) -> dict[str, torch.Tensor]:
-    """Classification, base-mask and complementary losses of one decoder layer.
+    """Classification, mask, complementary (and partition) losses of one decoder layer.
 
     ``logits (B, N, K+1)``, ``masks (B, N, h, w)``, targets and ``region (B, H, W)`` at the loss
     resolution (masks are upsampled bilinearly when it is larger). Matching is per image.
@@ -375,31 +429,38 @@ def layer_losses(
     b, n, k1 = logits.shape
     size = region.shape[-2:]
     class_target = torch.full((b, n), k1 - 1, dtype=torch.long, device=logits.device)  # "no object"
-    mask_terms, comp_terms = [], []
+    novel = torch.tensor(config.novel, dtype=torch.long, device=logits.device)
+    mask_terms, comp_terms, part_terms = [], [], []
     for i, tgt in enumerate(targets):
         if len(tgt.classes) == 0:
             continue
         queries, cols = hungarian(matching_cost(logits[i], masks[i], tgt, config))
         queries, cols = queries.to(logits.device), cols.to(logits.device)
         class_target[i, queries] = tgt.classes[cols]
-        is_base = cols < tgt.num_base
+        has_mask = cols < tgt.num_masked
+        is_novel = torch.isin(tgt.classes[cols], novel)
         matched = masks[i][queries].float()  # (T_matched, h, w)
         if matched.shape[-2:] != size:
             matched = F.interpolate(matched[None], size=size, mode="bilinear", align_corners=False)[0]
-        if is_base.any():
-            pred, gt = matched[is_base].flatten(1), tgt.masks[cols[is_base]].flatten(1)
+        if has_mask.any():
+            pred, gt = matched[has_mask].flatten(1), tgt.masks[cols[has_mask]].flatten(1)
             mask_terms.append(config.mask_weight * focal_loss(pred, gt) + config.dice_weight * dice_loss(pred, gt))
-        if config.complementary and (~is_base).any():
-            comp_terms.append(complementary_loss(matched[~is_base], region[i], config))
+        if config.complementary and is_novel.any():
+            comp_terms.append(complementary_loss(matched[is_novel], region[i], config))
+        if config.partition and is_novel.sum() >= 2:
+            part_terms.append(partition_loss(matched[is_novel], region[i], config))
     weight = torch.ones(k1, device=logits.device)
     weight[-1] = config.no_object_weight
     zero = logits.sum() * 0.0
-    num_base = max(sum(t.num_base for t in targets), 1)
-    return {
+    num_masked = max(sum(t.num_masked for t in targets), 1)
+    out = {
         "cls": F.cross_entropy(logits.float().transpose(1, 2), class_target, weight=weight),
-        "mask": torch.cat(mask_terms).sum() / num_base if mask_terms else zero,
+        "mask": torch.cat(mask_terms).sum() / num_masked if mask_terms else zero,
         "comp": torch.stack(comp_terms).mean() if comp_terms else zero,
     }
+    if config.partition:
+        out["part"] = torch.stack(part_terms).mean() if part_terms else zero
+    return out
 
 
 # ----------------------------------------------------------------------------- pairs, SimNet, distillation
@@ -544,10 +605,31 @@ def novel_scores(logits: torch.Tensor, mask_logits: torch.Tensor, novel: tuple[i
     return mask_logits.float().sigmoid() @ logits.float().softmax(-1)[:, list(novel)]
 
 
+@contextmanager
+def teacher_mode(simnet: nn.Module, bn: str):
+    """SimNet as the distillation teacher: BatchNorm on ``"batch"`` statistics without updating the
+    running ones (momentum 0), or on the ``"running"`` statistics (eval mode)."""
+    was_training = simnet.training
+    norms = [m for m in simnet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    if bn == "running":
+        simnet.eval()
+    else:
+        simnet.train()
+        for m in norms:
+            m.momentum = 0.0
+    try:
+        yield simnet
+    finally:
+        simnet.train(was_training)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
 def distillation_loss(
     model: nn.Module, out: dict, label: torch.Tensor, tags: torch.Tensor, partners: list[int], config: Config
 ) -> torch.Tensor:
-    """§1.5.5: SimNet's similarity (teacher, no grad, eval mode) distilled into ``ReLU(cos(v_i, v_j))``.
+    """§1.5.5: SimNet's similarity (teacher, no grad, :func:`teacher_mode`) distilled into ``ReLU(cos(v_i, v_j))``.
 
     Only pairs of images sharing a novel tag; points are sampled in each image's ``UNLABELED``
     region, and only pairs of points that really lie in it count.
@@ -568,12 +650,8 @@ def distillation_loss(
         valid = (oa[:, None] & ob[None]).flatten()
         if valid.sum() < 2:
             continue
-        simnet = unwrap(model).simnet
-        was_training = simnet.training
-        simnet.eval()
-        with torch.no_grad():
+        with torch.no_grad(), teacher_mode(unwrap(model).simnet, config.teacher_bn):
             teacher = model(pairs=pair_grid(fa, fb)).float().softmax(-1)[:, 1]
-        simnet.train(was_training)
         student = F.relu(F.cosine_similarity(va[:, None], vb[None], dim=-1)).flatten()
         terms.append(distill_term(student[valid], teacher[valid], config.dist_mode))
     return torch.stack(terms).mean() if terms else logits.sum() * 0.0
@@ -588,14 +666,21 @@ def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, to
     label, tags = batch["label"], batch["tags"]
     size = tuple(label.shape[-2:] if config.full_resolution else out["masks"].shape[-2:])
     num_classes = unwrap(model).num_classes
-    targets = [image_targets(label[i], tags[i], num_classes, config.novel, size) for i in range(label.shape[0])]
+    targets = [
+        image_targets(label[i], tags[i], num_classes, config.novel, size, config.single_novel_masks)
+        for i in range(label.shape[0])
+    ]
     region = not_base_region(label, size)
     layers = range(out["logits"].shape[0]) if config.deep_supervision else [out["logits"].shape[0] - 1]
     logs: dict[str, Any] = {"cls": 0.0, "mask": 0.0, "comp": 0.0}  # tensors after the first layer
+    if config.partition:
+        logs["part"] = 0.0
     for layer in layers:
         terms = layer_losses(out["logits"][layer], out["masks"][layer], targets, region, config)
         logs = {k: logs[k] + terms[k] for k in logs}
     loss = config.class_weight * logs["cls"] + logs["mask"] + config.comp_weight * logs["comp"]
+    if config.partition:
+        loss = loss + config.partition_weight * logs["part"]
     if config.simnet or config.distillation:
         partners = pair_partners(tags, label, config.novel)
     if config.simnet:

@@ -1,4 +1,7 @@
-"""Transferable semi-supervised segmentation, L-Net + P-Net (Hong et al., AAAI 2018; METHODS.md §3).
+"""Transferable semi-supervised segmentation, L-Net + P-Net (METHODS.md §3).
+
+Paper: Huaxin Xiao, Yunchao Wei, Yu Liu, Maojun Zhang, Jiashi Feng, "Transferable
+Semi-Supervised Semantic Segmentation", AAAI 2018.
 
 **A reconstruction**: no code exists and only the abstract was available, so every design
 choice below is ours, made to fit the abstract (METHODS.md §3.2, items marked ⚠ there).
@@ -25,9 +28,16 @@ Strong (base) classes have pixel labels; weak (novel) classes only image tags.
   pixel-wise arg-max of thresholded CAMs (``cam.cam_pseudo_mask`` over the tagged novel
   classes): the "supervised base + CAM pseudo-masks" baseline.
 - **P-Net**: an smp segmenter trained with cross-entropy on base labels + transferred labels,
-  and an adversarial term: a spectral-norm patch discriminator on (image, class-probability map)
-  learns what ground-truth label maps look like from images whose every pixel is labelled
-  (no novel class: "strong images"), and pushes P-Net's predictions towards that structure.
+  and an adversarial term: a spectral-norm patch discriminator on (image, class-probability map
+  restricted to a region) learns what ground-truth label maps look like, and pushes P-Net's
+  predictions on the novel region towards that structure. Its real examples come from *every*
+  image: the base-class region of the label map (where ground truth exists), as a *softened*
+  one-hot (label smoothing ``real_smoothing``) so that entropy alone does not give the fakes
+  away; its fake examples are P-Net's softmax on the same base region. The generator term asks
+  the (frozen) discriminator to call P-Net's softmax on the not-base (novel) region real.
+  Losses are averaged over discriminator patches weighted by how much of the region each
+  patch covers. (Before issue 14, real examples came only from images without novel pixels,
+  3 of 367 on CamVid, and were exactly one-hot.)
 
 Schedule, in the engine's single loop (``batch["progress"]`` in [0, 1]): the L-Net trains
 throughout; P-Net learns from base labels only until ``lnet_until``, then also from the labels
@@ -76,6 +86,7 @@ class Config:
     alpha: float = 0.99  # diffusion strength
     color_sigma: float = 0.1  # affinity bandwidth on mean RGB in [0, 1]
     cam_threshold: float = 0.2  # "cam" rule: pixels whose best normalised CAM is lower stay unlabelled
+    real_smoothing: float = 0.2  # discriminator's real maps: (1 - s) one-hot + s / C (softened, not one-hot)
 
     def __post_init__(self) -> None:
         check_loss_weights(self)
@@ -88,6 +99,8 @@ class Config:
             )
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1) for the diffusion to converge, got {self.alpha}")
+        if not 0.0 <= self.real_smoothing < 1.0:
+            raise ValueError(f"real_smoothing must be in [0, 1), got {self.real_smoothing}")
         if self.superpixels < 1 or self.disc_channels < 1 or self.color_sigma <= 0:
             raise ValueError("superpixels and disc_channels must be >= 1 and color_sigma > 0")
 
@@ -253,21 +266,41 @@ def lnet_losses(lnet_out: torch.Tensor, label: torch.Tensor, tags: torch.Tensor)
     return {"lnet_region": region, "lnet_tags": F.binary_cross_entropy_with_logits(tag_logits, tags.float())}
 
 
-def adversarial_losses(model: nn.Module, images: torch.Tensor, logits: torch.Tensor, label: torch.Tensor) -> dict:
-    """Generator term (predictions should look real) and discriminator terms (real = one-hot GT of strong images)."""
+def soft_label_map(label: torch.Tensor, num_classes: int, region: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Real examples: ``(1 - s) one-hot + s / C`` of ``label (B, H, W)`` inside ``region (B, H, W)``, 0 elsewhere."""
+    onehot = F.one_hot(label.clamp(0, num_classes - 1), num_classes).permute(0, 3, 1, 2).float()
+    return ((1 - smoothing) * onehot + smoothing / num_classes) * region[:, None].float()
+
+
+def patch_bce(logits: torch.Tensor, target: float, region: torch.Tensor) -> torch.Tensor:
+    """BCE of patch logits ``(B, 1, h, w)`` against ``target``, weighted by the share of ``region (B, H, W)``
+    each patch covers (patches outside the region see zeros in real and fake maps alike)."""
+    weight = F.adaptive_avg_pool2d(region[:, None].float(), (logits.shape[-2], logits.shape[-1]))
+    bce = F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(), target), reduction="none")
+    return (bce * weight).sum() / weight.sum().clamp(min=EPS)
+
+
+def adversarial_losses(
+    model: nn.Module, images: torch.Tensor, logits: torch.Tensor, label: torch.Tensor, smoothing: float = 0.2
+) -> dict:
+    """Generator term (P-Net's softmax on the novel region should look real) and discriminator terms
+    (real: the softened label map on the base region of every image; fake: P-Net's softmax there)."""
     num_classes = logits.shape[1]
-    valid = (label != IGNORE)[:, None].float()  # void is zero in every label map, real or fake
-    fake = logits.float().softmax(1) * valid
-    fake_logit = model(images, "disc_frozen", fake)
-    out = {"adv": F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))}
-    strong = ~(label == UNLABELED).flatten(1).any(1)  # images without novel pixels: a complete label map
-    if strong.any():
-        real = F.one_hot(label[strong].clamp(max=num_classes - 1), num_classes).permute(0, 3, 1, 2) * valid[strong]
-        real_logit = model(images[strong], "disc", real)
-        fake_logit = model(images, "disc", fake.detach())
-        out["disc"] = F.binary_cross_entropy_with_logits(
-            real_logit, torch.ones_like(real_logit)
-        ) + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit))
+    prob = logits.float().softmax(1)
+    base = label < num_classes  # base pixels (novel ones are UNLABELED, void IGNORE)
+    novel = label == UNLABELED
+    out = {}
+    if novel.any():
+        fake_novel = prob * novel[:, None]
+        out["adv"] = patch_bce(model(images, "disc_frozen", fake_novel), 1.0, novel)
+    else:
+        out["adv"] = logits.sum() * 0.0
+    if base.any():
+        real = soft_label_map(label, num_classes, base, smoothing)
+        fake = (prob * base[:, None]).detach()
+        out["disc"] = patch_bce(model(images, "disc", real), 1.0, base) + patch_bce(
+            model(images, "disc", fake), 0.0, base
+        )
     return out
 
 
@@ -285,7 +318,7 @@ def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, to
     logs["transferred_frac"] = ((label == UNLABELED) & (target != UNLABELED)).float().mean()
     loss = logs["lnet_region"] + logs["lnet_tags"] + logs["pnet_ce"]
     if config.adversarial and progress >= config.adv_from:
-        adv = adversarial_losses(model, images, logits, label)
+        adv = adversarial_losses(model, images, logits, label, config.real_smoothing)
         loss = loss + config.adv_weight * adv["adv"] + adv.get("disc", 0.0)
         logs.update(adv)
     return {"loss": loss, **{k: v.detach() for k, v in logs.items()}}
