@@ -81,3 +81,30 @@ def downsample_labels(label: torch.Tensor, stride: int, num_classes: int) -> tor
     best = counts.argmax(1)
     out = torch.where(valid, torch.full_like(best, UNLABELED), torch.full_like(best, IGNORE))
     return torch.where(counts.amax(1) > 0, best, out)
+
+
+def neighbour_kernel(
+    guide: torch.Tensor, dilations: tuple[int, ...], sigma_guide: float, sigma_space: float
+) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Unnormalised Gaussian kernel ``(B, O, H, W)`` to the ``O`` neighbours of every pixel (centre left out).
+
+    ``k_ij = exp(-|g_i - g_j|^2 / 2 sigma_guide^2 - |p_i - p_j|^2 / 2 sigma_space^2)``, the colour +
+    position kernel of a dense CRF restricted to a dilated window; neighbours outside the image get
+    0 (no edge replication: a border pixel must not count itself again). Also returns the offsets.
+    """
+    offsets = neighbour_offsets(dilations)[1:]
+    inside = outside_zero(torch.ones_like(guide[:, :1]), offsets)
+    kernel = [
+        torch.exp(-(guide - other).pow(2).sum(1) / (2 * sigma_guide**2) - (dy * dy + dx * dx) / (2 * sigma_space**2))
+        * valid[:, 0]
+        for (dy, dx), other, valid in zip(offsets, shifted(guide, offsets), inside)
+    ]
+    return torch.stack(kernel, 1), offsets
+
+
+def outside_zero(x: torch.Tensor, offsets: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Like :func:`shifted` but with zeros where the neighbour falls outside the image."""
+    p = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (p, p, p, p)) if p else x
+    return [padded[..., p + dy : p + dy + h, p + dx : p + dx + w] for dy, dx in offsets]

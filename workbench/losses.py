@@ -34,3 +34,61 @@ def sparse_cross_entropy(logits: torch.Tensor, label: torch.Tensor, label_smooth
     if not (target != IGNORE).any():
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), target, ignore_index=IGNORE, label_smoothing=label_smoothing)
+
+
+def crf_loss(
+    probs: torch.Tensor,
+    images: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    dilations: tuple[int, ...] = (1, 2, 4),
+    sigma_rgb: float = 0.1,
+    sigma_xy: float = 6.0,
+) -> torch.Tensor:
+    """Dense (gated) CRF loss on a local window: the Potts relaxation ``sum_ij k_ij (1 - y_i . y_j)``.
+
+    Tang et al. (ECCV 2018, "On regularized losses for weakly-supervised CNN segmentation") add a
+    dense CRF energy on the softmax to partial cross-entropy; Obukhov et al. (2019, "Gated CRF loss")
+    evaluate it on a local window and gate out pixels that must not take part. Here the window is
+    the dilated neighbourhood of :mod:`workbench.affinity` and ``k_ij`` its colour + position
+    Gaussian (``sigma_rgb`` in RGB [0, 1] units, ``sigma_xy`` in pixels), so neighbours of similar
+    colour are pushed to the same class while label changes across colour edges cost little.
+
+    ``probs``: ``(B, C, H, W)`` softmax (gradient flows through both ends of every pair);
+    ``images``: ``(B, 3, H, W)`` ImageNet-normalised; ``valid``: ``(B, H, W)`` bool gate (e.g. not
+    padding), pairs touching an invalid pixel are dropped. Returns the mean over valid pixels of
+    their summed pair energies: 0 when every valid pixel is one-hot on one class.
+    """
+    from workbench.affinity import denormalize, neighbour_kernel, outside_zero
+
+    if probs.shape[0] != images.shape[0] or probs.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"probs {tuple(probs.shape)} and images {tuple(images.shape)} must share (B, H, W)")
+    if sigma_rgb <= 0 or sigma_xy <= 0:
+        raise ValueError(f"sigma_rgb and sigma_xy must be > 0, got {sigma_rgb} and {sigma_xy}")
+    probs = probs.float()
+    kernel, offsets = neighbour_kernel(denormalize(images.float()), dilations, sigma_rgb, sigma_xy)
+    gate = torch.ones_like(probs[:, :1]) if valid is None else valid[:, None].float()
+    energy = probs.new_zeros(())
+    for k, (other, other_gate) in enumerate(zip(outside_zero(probs, offsets), outside_zero(gate, offsets))):
+        agree = (probs * other).sum(1)  # (B, H, W)
+        energy = energy + (kernel[:, k] * gate[:, 0] * other_gate[:, 0] * (1.0 - agree)).sum()
+    return energy / gate.sum().clamp(min=1.0)
+
+
+def check_crf_config(config) -> None:
+    """Raise unless a method Config's ``crf_sigma_rgb`` and ``crf_sigma_xy`` are positive."""
+    if config.crf_sigma_rgb <= 0 or config.crf_sigma_xy <= 0:
+        raise ValueError(
+            f"crf_sigma_rgb and crf_sigma_xy must be > 0, got {config.crf_sigma_rgb} and {config.crf_sigma_xy}"
+        )
+
+
+def crf_term(logits: torch.Tensor, batch: dict, config) -> torch.Tensor:
+    """``crf_loss`` of ``softmax(logits)`` with a method Config's ``crf_*`` fields; void pixels gated out.
+
+    Zero (with a gradient path) when ``config.crf_weight`` is 0, so a switched-off term costs nothing.
+    """
+    if config.crf_weight == 0:
+        return logits.sum() * 0.0
+    valid = batch["label"] != IGNORE
+    return crf_loss(logits.float().softmax(1), batch["image"], valid, sigma_rgb=config.crf_sigma_rgb,
+                    sigma_xy=config.crf_sigma_xy)  # fmt: skip
