@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -145,4 +146,94 @@ def test_cli_trains_one_epoch(synthetic_root, tmp_path):
                  "--epochs=1", "--batch_size=4", "--tau=0.2"])  # fmt: skip
     assert code == 0
     assert json.loads((out / "config.json").read_text())["method_config"]["tau"] == 0.2
-    assert 0.0 <= json.loads((out / "report.json").read_text())["miou"] <= 1.0
+    report = json.loads((out / "report.json").read_text())
+    assert 0.0 <= report["miou"] <= 1.0
+    diag = report["train_diagnostics"]  # pseudo-mask quality against GT on the training images
+    assert set(diag) == {"pseudo_precision", "pseudo_coverage", "label_precision"}
+    assert all(0.0 <= v <= 1.0 for v in diag.values())
+    assert "diagnostics against ground truth" in (out / "report.md").read_text()
+
+
+def two_halves(h: int = 16, w: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """A red-left / blue-right image and one click in each half (class 0 left, 1 right)."""
+    rgb = torch.zeros(1, 3, h, w)
+    rgb[..., : w // 2] = torch.tensor([0.9, 0.1, 0.1]).view(3, 1, 1)
+    rgb[..., w // 2 :] = torch.tensor([0.1, 0.1, 0.9]).view(3, 1, 1)
+    label = torch.full((1, h, w), UNLABELED)
+    label[0, h // 2, 2], label[0, h // 2, w - 3] = 0, 1
+    return normalised(rgb), label
+
+
+def test_margin_drops_pixels_two_classes_claim_alike():
+    images = normalised(torch.full((1, 3, 9, 17), 0.5))  # no colour cue
+    label = torch.full((1, 9, 17), UNLABELED)
+    label[0, 4, 0], label[0, 4, 16] = 0, 1
+    embed = F.normalize(torch.ones(1, 4, 9, 17), dim=1)  # no feature cue: only distance tells them apart
+    config = single_stage.Config(spatial_sigma=0.2, tau=0.0, margin=0.5, color_sigma=0.0)
+    out, conf = single_stage.pseudo_targets(embed, images, label, 2, config)
+    assert out[0, 4, 8] == UNLABELED and conf[0, 4, 8] == 0  # the middle column is a tie
+    assert out[0, 4, 1] == 0 and out[0, 4, 15] == 1  # next to a click the margin is clear
+    loose, _ = single_stage.pseudo_targets(embed, images, label, 2, dataclasses.replace(config, margin=0.0))
+    assert (loose < 2).sum() > (out < 2).sum()
+
+
+def test_teacher_class_head_must_agree_and_sets_the_confidence():
+    images, label = two_halves()
+    embed = F.normalize(torch.ones(1, 4, 16, 16), dim=1)
+    config = single_stage.Config(spatial_sigma=1.0, tau=0.2)
+    agree = torch.zeros(1, 2, 16, 16)
+    agree[:, 0, :, :8], agree[:, 1, :, 8:] = 4.0, 4.0
+    out, conf = single_stage.pseudo_targets(embed, images, label, 2, config, agree)
+    assert (out[0, :, :8] == 0).all() and (out[0, :, 8:] == 1).all()
+    assert 0.9 < conf[0, 0, 0] <= 1.0
+    disagree = agree.flip(1)  # the class head says the opposite everywhere: nothing but the clicks is kept
+    out, conf = single_stage.pseudo_targets(embed, images, label, 2, config, disagree)
+    assert ((out < 2) == (label < 2)).all()
+    unsure = torch.zeros(1, 2, 16, 16)
+    unsure[:, 0, :, :8], unsure[:, 1, :, 8:] = 0.1, 0.1
+    _, low = single_stage.pseudo_targets(embed, images, label, 2, config, unsure)
+    assert low[0, 0, 0] < 0.6  # a barely-agreeing teacher gives a half-weight pixel
+
+
+def test_weighted_pseudo_ce_scales_with_confidence_and_skips_annotated_pixels():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 3, 4, 4, generator=g)
+    pseudo = torch.randint(0, 3, (1, 4, 4), generator=g)
+    label = torch.full((1, 4, 4), UNLABELED)
+    full = single_stage.weighted_pseudo_ce(logits, pseudo, torch.ones(1, 4, 4), label)
+    half = single_stage.weighted_pseudo_ce(logits, pseudo, torch.full((1, 4, 4), 0.5), label)
+    torch.testing.assert_close(half, full / 2)
+    expected = F.cross_entropy(logits, pseudo)
+    torch.testing.assert_close(full, expected)
+    assert float(single_stage.weighted_pseudo_ce(logits, pseudo, torch.ones(1, 4, 4), pseudo)) == 0.0
+
+
+def test_teacher_follows_the_student_by_ema_and_gets_no_gradient(synthetic_root):
+    torch.manual_seed(0)
+    model = single_stage.build(8, single_stage.Config(), TINY)
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    first_s = next(model.net.parameters())
+    first_t = next(model.teacher.parameters())
+    torch.testing.assert_close(first_t, first_s)
+    with torch.no_grad():
+        first_s.add_(1.0)
+    before = first_t.clone()
+    model.update_teacher(0.9)
+    torch.testing.assert_close(first_t, 0.9 * before + 0.1 * first_s)
+    batch = tiny_batch(synthetic_root)
+    out = single_stage.training_step(model, batch, single_stage.Config())
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert "teacher.net.encoder.conv1.weight" in model.state_dict()  # saved, so a resumed run continues it
+
+
+def test_train_diagnostics_score_the_teacher_against_ground_truth(synthetic_root):
+    info = load_dataset_info(synthetic_root)
+    ds = SegmentationDataset(info, "train", "points", include_gt=True, limit=4)
+    model = single_stage.build(8, single_stage.Config(), TINY)
+    diag = single_stage.train_diagnostics(
+        model, ds, torch.device("cpu"), single_stage.Config(tau=0.0, margin=0.0, teacher_agreement=False)
+    )
+    assert diag["label_precision"] == 1.0  # simulated clicks agree with GT
+    assert diag["pseudo_coverage"] > 0.5 and 0.0 <= diag["pseudo_precision"] <= 1.0
+    assert model.training  # left in the mode it was in

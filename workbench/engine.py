@@ -311,6 +311,16 @@ def check_resume_identity(saved: dict, current: dict, run_dir: Path) -> None:
         )
 
 
+def diagnostics_dataset(train_ds: SegmentationDataset, config: TrainConfig) -> SegmentationDataset:
+    """The training images with their training labels *and* ground truth, unaugmented: only for a
+    method's ``train_diagnostics`` report after training, never for a training batch."""
+    return SegmentationDataset(
+        train_ds.info, config.train_split, "+".join(train_ds.kinds), size=train_ds.size, include_gt=True,
+        weak_labels=load_weak_labels(config.weak_labels) if config.weak_labels else None,
+        simulation=config.simulation, class_split=train_ds.class_split, limit=config.limit_train,
+    )  # fmt: skip
+
+
 def make_loader(dataset, batch_size: int, shuffle: bool, config: TrainConfig, device: torch.device, epoch: int = 0):
     """A loader over this rank's share of ``dataset``; ``batch_size`` is the global batch.
 
@@ -608,6 +618,11 @@ def finish_run(run: TrainRun, stopped_in: int | None = None) -> dict:
     in_sync = dist.params_in_sync(run.model)
     if run.label_check is not None:
         summary["label_check"] = run.label_check
+    diagnose = optional_hook(run.method, "train_diagnostics")  # e.g. pseudo-mask quality on train, vs GT
+    if dist.is_main() and diagnose is not None:
+        diagnostics_ds = diagnostics_dataset(run.train_ds, config)
+        summary["train_diagnostics"] = diagnose(run.model, diagnostics_ds, run.device, run.method_config)
+        run.log({"event": "train_diagnostics", "step": run.step, **summary["train_diagnostics"]})
     if dist.is_main():
         write_report(run.run_dir, summary, f"{run.train_ds.info.name} / {config.val_split}")
     run.log(
@@ -796,7 +811,11 @@ def evaluate(
 def write_report(run_dir: Path, summary: dict, title: str) -> None:
     atomic_write_text(run_dir / "report.json", json.dumps(summary, indent=1))
     table = format_summary(summary)
-    atomic_write_text(run_dir / "report.md", f"# Evaluation: {title}\n\n```\n{table}\n```\n")
+    extra = ""
+    if summary.get("train_diagnostics"):
+        rows = "\n".join(f"{k:<24} {v:.4f}" for k, v in summary["train_diagnostics"].items())
+        extra = f"\n## Training images (diagnostics against ground truth, not a training signal)\n\n```\n{rows}\n```\n"
+    atomic_write_text(run_dir / "report.md", f"# Evaluation: {title}\n\n```\n{table}\n```\n{extra}")
 
 
 # ----------------------------------------------------------------------------- loading runs, predicting
