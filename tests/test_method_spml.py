@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -186,3 +187,88 @@ def test_cli_trains_one_epoch(synthetic_root, tmp_path):
     assert code == 0
     assert json.loads((out / "config.json").read_text())["method_config"]["use_affinity"] is True
     assert 0.0 <= json.loads((out / "report.json").read_text())["miou"] <= 1.0
+
+
+def test_every_labelled_pixel_joins_the_semantic_term():
+    g = torch.Generator().manual_seed(0)
+    embed = F.normalize(torch.randn(2, 8, 10, 10, generator=g), dim=1).requires_grad_()
+    label = torch.full((2, 10, 10), UNLABELED)
+    where = torch.randperm(200, generator=g)[:60]
+    label.view(-1)[where] = torch.randint(0, 3, (60,), generator=g)
+    superpixel = torch.zeros(2, 10, 10, dtype=torch.long)
+    tags = torch.ones(2, 3)
+    config = spml.Config(pixels_per_image=1, use_image=False, use_cooccurrence=False)
+    losses, _ = spml.contrastive_terms(embed, label, superpixel, tags, [], config)
+    losses["semantic"].backward()
+    touched = embed.grad.abs().sum(1) > 0
+    assert torch.equal(touched, label < 3)  # all 60 clicks, not a random subset of them
+    picked = spml.sample_pixels(torch.ones(2, 10, 10, dtype=torch.bool), 5, always=label < 3)
+    assert len(picked) == 60 + 10 and set(where.tolist()) <= set(picked.tolist())
+
+
+def test_cooccurrence_leaves_out_classes_in_nearly_every_image():
+    counts, images = torch.tensor([100.0, 95.0, 30.0, 0.0]), torch.tensor(100.0)
+    assert spml.common_classes(counts, images, 0.9).tolist() == [True, True, False, False]
+    assert spml.common_classes(counts, images, 1.0).tolist() == [True, False, False, False]
+    assert not spml.common_classes(counts, torch.tensor(0.0), 0.9).any()
+    tags = torch.tensor([[1.0, 1, 1, 0], [1, 0, 0, 1], [1, 1, 1, 0]])
+    common = torch.tensor([True, True, False, False])
+    positive = spml.cooccurrence_positives(tags, tags, common)
+    assert positive.tolist() == [[True, False, True], [False, True, False], [True, False, True]]
+    assert spml.cooccurrence_positives(tags, tags, torch.zeros(4, dtype=torch.bool)).all()  # road is everywhere
+
+
+def cooccurrence_loss(aligned: bool, common: torch.Tensor | None) -> torch.Tensor:
+    """Co-occurrence term of 4 images tagged {road, car}, {road, car}, {road, tree}, {road, tree}.
+
+    ``aligned``: images sharing a rare tag have the same embedding; else pairs across tags do.
+    """
+    g = torch.Generator().manual_seed(0)
+    dirs = F.normalize(torch.randn(2, 8, generator=g), dim=1)
+    groups = [0, 0, 1, 1] if aligned else [0, 1, 0, 1]
+    embed = torch.stack([dirs[k][:, None, None].expand(8, 6, 6) for k in groups])
+    embed = F.normalize(embed + 0.01 * torch.randn(4, 8, 6, 6, generator=g), dim=1)
+    label = torch.full((4, 6, 6), UNLABELED)
+    superpixel = (torch.arange(6)[None, :, None] >= 3).long().expand(4, 6, 6).contiguous()
+    tags = torch.tensor([[1.0, 1, 0], [1, 1, 0], [1, 0, 1], [1, 0, 1]])
+    config = spml.Config(use_image=False, use_semantic=False, pixels_per_image=0)
+    losses, _ = spml.contrastive_terms(embed, label, superpixel, tags, [], config, common)
+    return losses["cooccurrence"]
+
+
+def test_cooccurrence_term_is_live_on_camvid_like_tags_and_prefers_shared_tags():
+    assert float(cooccurrence_loss(True, None)) == pytest.approx(0.0, abs=1e-6)  # road in every image: dead term
+    common = torch.tensor([True, False, False])
+    good, bad = cooccurrence_loss(True, common), cooccurrence_loss(False, common)
+    assert float(good) > 0 and good < bad
+
+
+def test_training_counts_tags_and_the_classifier_trains_the_backbone_unless_detached(synthetic_root):
+    batch = tiny_batch(synthetic_root)
+    for detach in (False, True):
+        torch.manual_seed(0)
+        config = spml.Config(detach_classifier=detach, use_image=False, use_cooccurrence=False, semantic_weight=0.0)
+        model = spml.build(8, config, TINY)
+        config_ce_only = dataclasses.replace(config, semantic_weight=1.0, use_semantic=False, cam_weight=0.0)
+        out = spml.training_step(model, batch, config_ce_only)
+        out["loss"].backward()
+        encoder_grad = sum(p.grad.abs().sum() for p in model.net.encoder.parameters() if p.grad is not None)
+        assert (float(encoder_grad) > 0) is (not detach)
+    assert model.image_count == 4 and torch.equal(model.tag_counts, (batch["tags"] > 0).float().sum(0))
+    assert {"tag_counts", "image_count"} <= set(model.state_dict())
+
+
+def test_spml_point_setting_is_reachable_from_the_cli(tmp_path, synthetic_root):
+    paper = spml.Config.paper_points()
+    assert (paper.image_weight, paper.semantic_weight, paper.cooccurrence_weight) == (0.1, 0.1, 0.1)
+    assert paper.cooccurrence_kappa == 8.0 and paper.detach_classifier
+    out = tmp_path / "run"
+    flags = ["--image_weight=0.1", "--semantic_weight=0.1", "--cooccurrence_weight=0.1", "--cooccurrence_kappa=8",
+             "--detach_classifier=true", "--point_radius=2"]  # fmt: skip
+    assert main(["train", "--method", "spml", "--data", str(synthetic_root), "--out", str(out), "--epochs=1",
+                 "--batch_size=4", *flags]) == 0  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())
+    assert (
+        spml.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["method_config"].items()}) == paper
+    )
+    assert saved["train_config"]["point_radius"] == 2.0

@@ -18,15 +18,37 @@ One learner for tags, boxes, points and scribbles:
   by default here too);
 - a memory bank keeps the detached prototypes, labels and tags of the last
   ``memory_iterations`` iterations for the semantic, co-occurrence and affinity terms;
-- a softmax classifier (conv3x3 D->2D, BN, ReLU, dropout, conv1x1 2D->C) on *detached*
-  embeddings is trained with CE on the labels, added to the semantic term (§2.5 "extra CE
-  term"); ``predict`` returns its scores.
+- a softmax classifier (conv3x3 D->2D, BN, ReLU, dropout, conv1x1 2D->C) trained with CE on
+  the labels, added to the semantic term (§2.5 "extra CE term"); ``predict`` returns its scores.
+  The paper feeds it *detached* embeddings (``detach_classifier=True``).
 
 Label conventions (§2.2): ``IGNORE`` (255, padding/void) pixels are dropped from clustering
 and every loss; ``UNLABELED`` (254) pixels are valid: they are clustered and take part in the
 image-similarity, co-occurrence and affinity terms, but not in the annotation term or CE.
 
 Differences from the paper, in one run on a small CPU budget (documented choices):
+
+- *Every labelled pixel* takes part in the semantic term (``sample_pixels`` always keeps them);
+  ``pixels_per_image`` random pixels more are drawn for the other terms. With a fixed random
+  sample the term saw about a third of the clicks.
+- *Co-occurrence without near-universal classes*: SPML leaves background out of the tag sets, or
+  every VOC pair would co-occur. Our datasets have no background class but do have classes in
+  nearly every image (CamVid road, sky, building), which made every pair co-occur and the term
+  identically 0. Classes whose share of the images seen so far (``tag_counts`` /
+  ``image_count`` buffers, saved with the weights) reaches ``cooccurrence_common`` are left out
+  of the tag sets of this term (1.0: only classes in every image); :func:`cooccurrence_positives`.
+- *Class signal reaches the backbone*: by default (``detach_classifier=False``, ours) the CE of
+  the classifier (and its pseudo-label CE) back-propagates into the embedding network. Trained
+  from scratch with a detached classifier, no class signal reaches the backbone, and the walk
+  spreads classes over embeddings that never learnt them.
+- *SPML's own point setting* is :meth:`Config.paper_points` (weights 0.1 / 0.1 / 0.1,
+  co-occurrence kappa 8, detached classifier) with dilated points (``--point_radius``, SPML uses
+  6 px at 512 crops, about 2 px at 160 wide); from the CLI:
+  ``--image_weight=0.1 --semantic_weight=0.1 --cooccurrence_weight=0.1 --cooccurrence_kappa=8
+  --detach_classifier=true --point_radius=2``.
+- *Dense CRF loss* (ours, off by default): ``crf_weight > 0`` adds
+  :func:`workbench.losses.crf_loss` on the classifier's softmax (in place of SPML's DenseCRF
+  post-processing of the pseudo labels).
 
 - *Classifier stage*: instead of separate stages (freeze the embedding, make pseudo labels
   offline, retrain the classifier), from ``pseudo_start`` of training progress the classifier
@@ -55,7 +77,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.affinity import denormalize, downsample_labels
-from workbench.losses import check_loss_weights, sparse_cross_entropy
+from workbench.losses import check_crf_config, check_loss_weights, crf_term, sparse_cross_entropy
 from workbench.methods import cam
 from workbench.models import Backbone, build_smp
 from workbench.weak_labels import IGNORE, UNLABELED
@@ -77,7 +99,7 @@ class Config:
 
     embed_dim: int = 32
     loss_stride: int = 4
-    pixels_per_image: int = 400  # contrastive pixels sampled per image (0: all)
+    pixels_per_image: int = 400  # random pixels per image on top of every labelled one (0: all)
     kmeans_grid: int = 6
     kmeans_iterations: int = 10
     location_weight: float = 1.0
@@ -94,12 +116,14 @@ class Config:
     use_cooccurrence: bool = True
     cooccurrence_weight: float = 0.5
     cooccurrence_kappa: float = 12.0
+    cooccurrence_common: float = 0.9  # leave out of the tag sets classes in this share of images or more
     use_affinity: bool = False
     affinity_weight: float = 0.5
     affinity_kappa: float = 12.0
     affinity_threshold: float = 0.95
     memory_iterations: int = 2
     classifier_dropout: float = 0.1
+    detach_classifier: bool = False  # paper: True (the classifier never trains the embedding)
     pseudo_start: float = 0.5  # progress at which the classifier also learns from pseudo labels (1: never)
     pseudo_weight: float = 1.0
     pseudo_source: str = "walk"
@@ -112,9 +136,26 @@ class Config:
     cam_start: float = 0.3
     cam_bg_threshold: float = 0.2
     box_threshold: float = 0.5
+    crf_weight: float = 0.0
+    crf_sigma_rgb: float = 0.1
+    crf_sigma_xy: float = 6.0
+
+    @classmethod
+    def paper_points(cls, **changes) -> Config:
+        """SPML's point setting (METHODS.md §2.5): weights 0.1 / 0.1 / 0.1 for image / semantic /
+        co-occurrence, co-occurrence kappa 8, classifier on detached embeddings. Train it with
+        dilated points (``TrainConfig(point_radius=...)``)."""
+        paper = dict(image_weight=0.1, semantic_weight=0.1, cooccurrence_weight=0.1, cooccurrence_kappa=8.0,
+                     detach_classifier=True)  # fmt: skip
+        return cls(**{**paper, **changes})
 
     def __post_init__(self) -> None:
         check_loss_weights(self)
+        check_crf_config(self)
+        if not 0.0 < self.cooccurrence_common <= 1.0:
+            raise ValueError(
+                f"cooccurrence_common must be in (0, 1] (1: only classes in every image), got {self.cooccurrence_common}"
+            )
         for key, allowed in (
             ("superpixels", SUPERPIXEL_KINDS), ("seed_source", SEED_SOURCES), ("pseudo_source", PSEUDO_SOURCES)
         ):  # fmt: skip
@@ -157,6 +198,9 @@ class SpmlNet(nn.Module):
         self.tag_head = cam.ClassifierHead(self.net.encoder.out_channels[-1], num_classes)
         self.memory: list[dict[str, torch.Tensor]] = []
         self.superpixel_cache: dict[tuple, np.ndarray] = {}
+        self.detach_classifier = config.detach_classifier
+        self.register_buffer("tag_counts", torch.zeros(num_classes))  # images seen with each tag
+        self.register_buffer("image_count", torch.zeros(()))
 
     def resume_state(self) -> dict:
         """The memory bank: training state outside the weights, saved with the checkpoint for an exact resume."""
@@ -171,7 +215,7 @@ class SpmlNet(nn.Module):
         stages = self.net.encoder(images)
         embed = F.normalize(self.net.segmentation_head(self.net.decoder(stages)).float(), dim=1)
         return {
-            "embed": embed, "logits": self.classifier(embed.detach()),
+            "embed": embed, "logits": self.classifier(embed.detach() if self.detach_classifier else embed),
             "tag_logits": self.tag_head(stages[-1]), "deep": stages[-1],
         }  # fmt: skip
 
@@ -419,22 +463,42 @@ def seed_labels(
 # ----------------------------------------------------------------------------- training
 
 
-def sample_pixels(valid: torch.Tensor, per_image: int) -> torch.Tensor:
-    """Flat indices into ``(B*h*w,)`` of up to ``per_image`` random valid pixels of each image (0: all)."""
+def sample_pixels(valid: torch.Tensor, per_image: int, always: torch.Tensor | None = None) -> torch.Tensor:
+    """Flat indices into ``(B*h*w,)``: every ``always`` pixel (``(B, h, w)`` bool, e.g. the labelled
+    ones) plus up to ``per_image`` random other valid pixels of each image (0: all valid pixels)."""
     picked = []
     for i in range(valid.shape[0]):
-        idx = torch.nonzero(valid[i].reshape(-1), as_tuple=True)[0]
+        keep = valid[i].reshape(-1)
+        must = always[i].reshape(-1) & keep if always is not None else torch.zeros_like(keep)
+        idx = torch.nonzero(keep & ~must, as_tuple=True)[0]
         if per_image:
             idx = idx[torch.randperm(len(idx), device=idx.device)[:per_image]]
+        idx = torch.cat([torch.nonzero(must, as_tuple=True)[0], idx]).sort().values
         picked.append(idx + i * valid[i].numel())
     return torch.cat(picked)
 
 
+def common_classes(tag_counts: torch.Tensor, image_count: torch.Tensor, share: float) -> torch.Tensor:
+    """``(C,)`` bool: classes tagged in at least ``share`` of the images seen (none before any image)."""
+    if float(image_count) == 0:
+        return torch.zeros_like(tag_counts, dtype=torch.bool)
+    return tag_counts / image_count >= share
+
+
+def cooccurrence_positives(tags_a: torch.Tensor, tags_b: torch.Tensor, common: torch.Tensor) -> torch.Tensor:
+    """``(N, S)`` bool: the tag sets of ``(N, C)`` and ``(S, C)`` share a class that is not ``common``
+    (SPML leaves background out the same way: a class in every image makes every pair co-occur)."""
+    keep = (~common).float()
+    return ((tags_a.float() * keep) @ tags_b.float().T) > 0
+
+
 def contrastive_terms(embed: torch.Tensor, label: torch.Tensor, superpixel: torch.Tensor, tags: torch.Tensor,
-                      memory: list[dict], config: Config) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:  # fmt: skip
+                      memory: list[dict], config: Config,
+                      common: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:  # fmt: skip
     """The four relation losses on stride-``loss_stride`` maps, and this batch's prototypes for the memory bank.
 
-    ``embed``: ``(B, D, h, w)`` unit; ``label``, ``superpixel``: ``(B, h, w)``; ``tags``: ``(B, C)``.
+    ``embed``: ``(B, D, h, w)`` unit; ``label``, ``superpixel``: ``(B, h, w)``; ``tags``: ``(B, C)``;
+    ``common``: ``(C,)`` bool classes left out of the co-occurrence tag sets (None: none).
     """
     num_classes = tags.shape[1]
     b, d, h, w = embed.shape
@@ -462,7 +526,7 @@ def contrastive_terms(embed: torch.Tensor, label: torch.Tensor, superpixel: torc
     all_label = torch.cat([seg_label, mem_label])
     all_tags = torch.cat([seg_tags, mem_tags])
 
-    sample = sample_pixels(valid.reshape(b, h, w), config.pixels_per_image)
+    sample = sample_pixels(valid.reshape(b, h, w), config.pixels_per_image, always=label < num_classes)
     e, e_loc, own = pix[sample], pix_loc[sample], flat_ids[sample]
     lab, img = label.reshape(-1)[sample].clamp(max=num_classes), image_of_pixel[sample]
     losses = {}
@@ -477,7 +541,8 @@ def contrastive_terms(embed: torch.Tensor, label: torch.Tensor, superpixel: torc
         candidate = labelled_segs[None, :].expand_as(positive)
         losses["semantic"] = segsort_loss(e[rows], all_protos, config.semantic_kappa, positive, candidate, own[rows])
     if config.use_cooccurrence:
-        positive = (tags[img] @ all_tags.T) > 0
+        common = torch.zeros(num_classes, dtype=torch.bool, device=tags.device) if common is None else common
+        positive = cooccurrence_positives(tags[img], all_tags, common)
         losses["cooccurrence"] = segsort_loss(e, all_protos, config.cooccurrence_kappa, positive, None, own)
     if config.use_affinity:
         nearest = _nearest_labelled(e_loc, img, protos_loc, seg_image, seg_label, num_classes, config)
@@ -514,11 +579,16 @@ def training_step(model: SpmlNet, batch: dict, config: Config) -> dict[str, torc
     sp = batch_superpixels(model, images, batch.get("index"), config)
     sp_s = F.interpolate(sp[:, None].float(), size=label_s.shape[-2:], mode="nearest")[:, 0].long()
     memory = model.memory[-config.memory_iterations :] if config.memory_iterations else []
-    terms, bank = contrastive_terms(embed_s, label_s, sp_s, tags, memory, config)
+    with torch.no_grad():  # tag statistics of the images seen so far (buffers: saved with the weights)
+        model.tag_counts.add_((tags > 0).float().sum(0))
+        model.image_count.add_(tags.shape[0])
+    common = common_classes(model.tag_counts, model.image_count, config.cooccurrence_common)
+    terms, bank = contrastive_terms(embed_s, label_s, sp_s, tags, memory, config, common)
     if config.memory_iterations:
         model.memory = (model.memory + [bank])[-config.memory_iterations :]
 
     ce = sparse_cross_entropy(out["logits"], label)
+    crf = crf_term(out["logits"], batch, config)
     pseudo_loss = zero
     if progress >= config.pseudo_start and config.pseudo_weight > 0:
         pseudo = make_pseudo_labels(out, label, tags, memory, config)
@@ -530,9 +600,11 @@ def training_step(model: SpmlNet, batch: dict, config: Config) -> dict[str, torc
         + config.affinity_weight * terms.get("affinity", zero)
         + config.pseudo_weight * pseudo_loss
         + config.cam_weight * tag_loss
+        + config.crf_weight * crf
     )
     logs = {f"loss_{k}": v.detach() for k, v in terms.items()}
-    logs.update(loss=loss, ce=ce.detach(), pseudo=pseudo_loss.detach(), tags=tag_loss.detach())
+    logs.update(loss=loss, ce=ce.detach(), pseudo=pseudo_loss.detach(), tags=tag_loss.detach(), crf=crf.detach())
+    logs["common_classes"] = common.sum().float()
     logs["labelled_frac"] = (label < num_classes).float().mean()
     return logs
 
