@@ -127,4 +127,38 @@ def test_cli_trains_one_epoch(synthetic_root, tmp_path):
                  "--batch_size=4", "--seg_start=0"])  # fmt: skip
     assert code == 0
     assert json.loads((out / "config.json").read_text())["method_config"]["seg_start"] == 0.0
-    assert 0.0 <= json.loads((out / "report.json").read_text())["miou"] <= 1.0
+    report = json.loads((out / "report.json").read_text())
+    assert 0.0 <= report["miou"] <= 1.0  # the segmenter on val
+    diag = report["train_diagnostics"]  # the CAM pseudo-masks on train, reported apart
+    assert set(diag) == {"cam_pseudo_miou", "cam_argmax_miou", "cam_pseudo_precision", "cam_pseudo_coverage"}
+    assert all(0.0 <= v <= 1.0 for v in diag.values())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "train_diagnostics" for r in records)
+
+
+class OracleCams(torch.nn.Module):
+    """A stand-in CamNet whose CAM features are the ground truth one-hot (or shifted by one class)."""
+
+    def __init__(self, gts: dict, num_classes: int, shift: int = 0) -> None:
+        super().__init__()
+        self.head = cam.ClassifierHead(num_classes, num_classes)
+        with torch.no_grad():
+            self.head.linear.weight.copy_(torch.eye(num_classes).roll(shift, 0))
+            self.head.linear.bias.zero_()
+        self.gts, self.num_classes = gts, num_classes
+
+    def forward(self, images, segment=True):
+        gt = torch.stack([self.gts[im.numpy().tobytes()] for im in images])
+        feats = F.one_hot(gt.clamp(max=self.num_classes - 1), self.num_classes).permute(0, 3, 1, 2).float()
+        return {"features": feats * (gt < self.num_classes)[:, None]}
+
+
+def test_train_diagnostics_score_cam_pseudo_masks_against_ground_truth(synthetic_root):
+    info = load_dataset_info(synthetic_root)
+    ds = SegmentationDataset(info, "train", "tags", include_gt=True, limit=6)
+    gts = {ds[i]["image"].numpy().tobytes(): ds[i]["mask"] for i in range(len(ds))}
+    perfect = cam.train_diagnostics(OracleCams(gts, 8), ds, torch.device("cpu"), cam.Config())
+    assert perfect["cam_pseudo_miou"] == pytest.approx(1.0) and perfect["cam_argmax_miou"] == pytest.approx(1.0)
+    assert perfect["cam_pseudo_coverage"] == pytest.approx(1.0)
+    wrong = cam.train_diagnostics(OracleCams(gts, 8, shift=1), ds, torch.device("cpu"), cam.Config())
+    assert wrong["cam_pseudo_miou"] < 0.5

@@ -19,6 +19,11 @@ cross-entropy on the current pseudo-mask, weighted by a linear ramp over
 ``[seg_start, seg_start + seg_ramp]`` of training progress, so the segmenter only listens
 once the classifier's CAMs mean something. The pseudo-masks are made without gradient from
 the same forward pass. ``predict`` returns the segmenter's scores.
+
+Two numbers, two protocols (ours to report both): :func:`train_diagnostics` scores the CAM
+pseudo-masks against ground truth on the *training* images (the WSSS papers' "pseudo-mask mIoU on
+train"); the run's ``miou`` is the *segmenter* on the validation split. The engine writes the
+first under ``train_diagnostics`` in report.json / report.md and in the metrics log.
 """
 
 from __future__ import annotations
@@ -301,6 +306,54 @@ def training_step(model: CamNet, batch: dict, config: Config) -> dict[str, torch
     loss = config.bce_weight * bce + config.seg_weight * weight * seg_loss
     coverage = (pseudo < tags.shape[1]).float().mean()
     return {"loss": loss, "bce": bce.detach(), "seg": seg_loss.detach(), "pseudo_coverage": coverage}
+
+
+def _pseudo_ious(cm: torch.Tensor) -> torch.Tensor:
+    """IoU per class of a ``(C, C+1)`` GT x prediction count matrix whose last column is "no label"
+    (counted as a miss); NaN for classes absent from both."""
+    tp = cm.diag().double()
+    union = cm.sum(1).double() + cm[:, :-1].sum(0).double() - tp
+    return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+
+
+@torch.no_grad()
+def train_diagnostics(model: CamNet, dataset, device: torch.device, config: Config,
+                      batch_size: int = 8) -> dict[str, float]:  # fmt: skip
+    """CAM pseudo-mask quality on the training images, the field's standard protocol, kept apart
+    from the segmenter's mIoU on val (a frequent source of confusion in WSSS papers).
+
+    ``dataset`` yields ``image``, ``tags``, ``label`` and ground truth ``mask`` (``include_gt=True``,
+    unaugmented). ``cam_pseudo_miou``: the training pseudo-masks (tag CAMs, ``bg_threshold``), a
+    pixel left unlabelled counts as a miss; ``cam_argmax_miou``: every pixel takes its arg-max tag
+    class (no threshold); ``cam_pseudo_precision`` / ``cam_pseudo_coverage``: accuracy on the
+    pixels the pseudo-mask labels, and their share.
+    """
+    from torch.utils.data import DataLoader
+
+    model = getattr(model, "module", model)
+    was_training = model.training
+    model.eval()
+    c = model.head.linear.out_features
+    cm_thr = torch.zeros(c, c + 1, dtype=torch.int64)
+    cm_arg = torch.zeros(c, c + 1, dtype=torch.int64)
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        images, tags, gt = batch["image"].to(device), batch["tags"].to(device), batch["mask"].to(device)
+        out = model(images, segment=False)
+        cams = refine_cams(fast_cams(model.head, out["features"], tuple(images.shape[-2:]), tags), images, config)
+        valid = gt < c
+        for cm, threshold in ((cm_thr, config.bg_threshold), (cm_arg, 0.0)):
+            pred = cam_pseudo_mask(cams, threshold).clamp(max=c)  # UNLABELED -> column c
+            pred = torch.where(cams.amax(1) > 0, pred, torch.full_like(pred, c)) if threshold == 0 else pred
+            idx = gt[valid] * (c + 1) + pred[valid]
+            cm += torch.bincount(idx, minlength=c * (c + 1)).reshape(c, c + 1).cpu()
+    model.train(was_training)
+    labelled = cm_thr[:, :-1].sum()
+    return {
+        "cam_pseudo_miou": float(_pseudo_ious(cm_thr).nanmean()),
+        "cam_argmax_miou": float(_pseudo_ious(cm_arg).nanmean()),
+        "cam_pseudo_precision": float(cm_thr.diag().sum() / labelled.clamp(min=1)),
+        "cam_pseudo_coverage": float(labelled / cm_thr.sum().clamp(min=1)),
+    }  # fmt: skip
 
 
 def predict(model: CamNet, images: torch.Tensor) -> torch.Tensor:
