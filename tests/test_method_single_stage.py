@@ -185,14 +185,19 @@ def test_teacher_class_head_must_agree_and_sets_the_confidence():
     agree[:, 0, :, :8], agree[:, 1, :, 8:] = 4.0, 4.0
     out, conf = single_stage.pseudo_targets(embed, images, label, 2, config, agree)
     assert (out[0, :, :8] == 0).all() and (out[0, :, 8:] == 1).all()
-    assert 0.9 < conf[0, 0, 0] <= 1.0
+    assert 0.9 < float(conf[0, 0, 0]) <= 1.0
+    sure = float(conf[0, 0, 0])
     disagree = agree.flip(1)  # the class head says the opposite everywhere: nothing but the clicks is kept
     out, conf = single_stage.pseudo_targets(embed, images, label, 2, config, disagree)
     assert ((out < 2) == (label < 2)).all()
+    mild = agree.clone()
+    mild[:, 1, :, :8] = 4.5  # the teacher prefers the other class a little: kept at a lower weight
+    out, weak = single_stage.pseudo_targets(embed, images, label, 2, config, mild)
+    assert (out[0, :, :8] == 0).all() and 0.5 * sure < float(weak[0, 0, 0]) < 0.7 * sure
     unsure = torch.zeros(1, 2, 16, 16)
     unsure[:, 0, :, :8], unsure[:, 1, :, 8:] = 0.1, 0.1
     _, low = single_stage.pseudo_targets(embed, images, label, 2, config, unsure)
-    assert low[0, 0, 0] < 0.6  # a barely-agreeing teacher gives a half-weight pixel
+    assert float(low[0, 0, 0]) == pytest.approx(sure, rel=1e-3)  # agreement, however slight, keeps the weight
 
 
 def test_weighted_pseudo_ce_scales_with_confidence_and_skips_annotated_pixels():
@@ -232,7 +237,7 @@ def test_train_diagnostics_score_the_teacher_against_ground_truth(synthetic_root
     ds = SegmentationDataset(info, "train", "points", include_gt=True, limit=4)
     model = single_stage.build(8, single_stage.Config(), TINY)
     diag = single_stage.train_diagnostics(
-        model, ds, torch.device("cpu"), single_stage.Config(tau=0.0, margin=0.0, teacher_agreement=False)
+        model, ds, torch.device("cpu"), single_stage.Config(tau=0.0, margin=0.0, teacher_agreement=0.0)
     )
     assert diag["label_precision"] == 1.0  # simulated clicks agree with GT
     assert diag["pseudo_coverage"] > 0.5 and 0.0 <= diag["pseudo_precision"] <= 1.0
