@@ -61,7 +61,7 @@ def test_gradient_descent_on_logits_lowers_it_and_gated_pixels_get_no_gradient()
     first.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
     assert logits.grad[..., :2].abs().sum() == 0  # pairs touching a gated pixel are dropped
-    opt = torch.optim.SGD([logits], lr=50.0)
+    opt = torch.optim.SGD([logits], lr=1000.0)
     for _ in range(30):
         opt.zero_grad()
         loss = crf_loss(logits.softmax(1), images, valid)

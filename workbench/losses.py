@@ -55,8 +55,11 @@ def crf_loss(
 
     ``probs``: ``(B, C, H, W)`` softmax (gradient flows through both ends of every pair);
     ``images``: ``(B, 3, H, W)`` ImageNet-normalised; ``valid``: ``(B, H, W)`` bool gate (e.g. not
-    padding), pairs touching an invalid pixel are dropped. Returns the mean over valid pixels of
-    their summed pair energies: 0 when every valid pixel is one-hot on one class.
+    padding), pairs touching an invalid pixel are dropped. Returns the pair energies summed and
+    divided by (valid pixels x window size), so it is at most 1 whatever the window: 0 when every
+    valid pixel is one-hot on one class. Like every regularised loss it also rewards a constant
+    prediction, so its weight must stay small next to the cross-entropy of a few clicks (weight
+    1.0 with clicks on the synthetic set collapsed partial CE to one class).
     """
     from workbench.affinity import denormalize, neighbour_kernel, outside_zero
 
@@ -71,7 +74,7 @@ def crf_loss(
     for k, (other, other_gate) in enumerate(zip(outside_zero(probs, offsets), outside_zero(gate, offsets))):
         agree = (probs * other).sum(1)  # (B, H, W)
         energy = energy + (kernel[:, k] * gate[:, 0] * other_gate[:, 0] * (1.0 - agree)).sum()
-    return energy / gate.sum().clamp(min=1.0)
+    return energy / (gate.sum().clamp(min=1.0) * len(offsets))
 
 
 def check_crf_config(config) -> None:
