@@ -67,7 +67,7 @@ def test_gradient_descent_on_logits_lowers_it_and_gated_pixels_get_no_gradient()
         loss = crf_loss(logits.softmax(1), images, valid)
         loss.backward()
         opt.step()
-    assert float(loss.detach()) < 0.5 * float(first)
+    assert float(loss.detach()) < 0.5 * float(first.detach())
 
 
 def test_bad_shapes_and_sigmas_name_the_problem():
