@@ -209,9 +209,12 @@ def test_every_method_satisfies_the_written_contract(method):
 
 
 def test_optional_hooks_are_found_through_one_function():
-    from workbench.methods import OPTIONAL_HOOKS, optional_hook, simformer, supervised
+    from workbench.methods import OPTIONAL_HOOKS, cam, optional_hook, simformer, single_stage, supervised
 
-    assert all(optional_hook(simformer, name) is getattr(simformer, name) for name in OPTIONAL_HOOKS)
+    views = ("pixel_features", "simnet_affinity", "proposals", "param_groups")  # the dashboard and optimizer hooks
+    assert all(optional_hook(simformer, name) is getattr(simformer, name) for name in views)
+    for method in (single_stage, cam):  # the engine's report on the training images
+        assert optional_hook(method, "train_diagnostics") is method.train_diagnostics
     assert all(optional_hook(supervised, name) is None for name in OPTIONAL_HOOKS)
     with pytest.raises(ValueError, match="unknown optional hook 'proposal'"):
         optional_hook(simformer, "proposal")

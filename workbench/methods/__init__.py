@@ -55,8 +55,16 @@ class Method(Protocol):
 #   simnet_affinity(model, features (D, h, w), row, col) -> (h, w) same-class probability of every pixel
 #   proposals(model, image (3, H, W)) -> [{"mask": (H, W), "cls": int, "score": float, ...}, ...] best first
 #   param_groups(model, config) -> [{"params": [...], "lr_scale": float}, ...] (the engine's optimizer groups)
-Hook = Literal["pixel_features", "simnet_affinity", "proposals", "param_groups"]
-OPTIONAL_HOOKS: tuple[Hook, ...] = ("pixel_features", "simnet_affinity", "proposals", "param_groups")
+#   train_diagnostics(model, dataset with GT, device, config) -> {name: float}: the engine's report on
+#       the training images after training (e.g. pseudo-mask quality against GT), never a training signal
+Hook = Literal["pixel_features", "simnet_affinity", "proposals", "param_groups", "train_diagnostics"]
+OPTIONAL_HOOKS: tuple[Hook, ...] = (
+    "pixel_features",
+    "simnet_affinity",
+    "proposals",
+    "param_groups",
+    "train_diagnostics",
+)
 
 
 def optional_hook(method: Any, name: Hook) -> Callable[..., Any] | None:

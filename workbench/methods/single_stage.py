@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +133,7 @@ class Heads(nn.Module):
         return _heads(self.net, self.embed, images)
 
 
-def _heads(net: nn.Module, embed_head: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+def _heads(net: Any, embed_head: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
     decoded = net.decoder(net.encoder(images))
     logits = net.segmentation_head(decoded)
     embed = embed_head(decoded)
@@ -164,8 +165,8 @@ class SingleStageNet(nn.Module):
         student = [*self.net.parameters(), *self.embed.parameters()]
         for t, s in zip(self.teacher.parameters(), student):
             t.lerp_(s.detach(), 1.0 - decay)
-        for t, s in zip(self.teacher.buffers(), [*self.net.buffers(), *self.embed.buffers()]):
-            t.copy_(s)
+        for tb, sb in zip(self.teacher.buffers(), [*self.net.buffers(), *self.embed.buffers()]):
+            tb.copy_(sb)
 
 
 def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:

@@ -187,6 +187,9 @@ class SpmlNet(nn.Module):
     ``memory`` (prototype bank) and ``superpixel_cache`` are plain attributes, not weights.
     """
 
+    tag_counts: torch.Tensor  # buffers: images seen with each tag, and images seen
+    image_count: torch.Tensor
+
     def __init__(self, backbone: Backbone, num_classes: int, config: Config) -> None:
         super().__init__()
         d = config.embed_dim
