@@ -92,7 +92,7 @@ def test_two_nodes_match_one_node_with_two_processes(two_nodes, tmp_path):
     logs = "\n".join((tmp_path / f"node{k}.log").read_text()[-2000:] for k in range(2))
     assert codes == [0, 0], logs
 
-    one = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *TRAIN_ARGS[1:]]
+    one = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *TRAIN_ARGS]  # torchrun -m workbench
     args = [sys.executable, *one, "--data", str(data), "--out", str(tmp_path / "one_node")]
     done = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
