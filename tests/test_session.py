@@ -478,3 +478,37 @@ def test_images_ranked_by_the_models_own_uncertainty(session):
     assert session.uncertainty_ranking("margin") != ranking
     with pytest.raises(SessionError, match="unknown uncertainty"):
         session.uncertainty_ranking("luck")
+
+
+def test_each_tab_has_its_own_view_state_and_undo_over_one_shared_store(session):
+    a, b = session.new_tab(), session.new_tab()
+    assert a.store is b.store is session.store and a.model is session.model and a.trainer is session.trainer
+    b.index, b.active_class, b.overlay, b.brush_width = 2, 3, "ground truth", 7.0
+    b.handle_key("n")
+    assert (a.index, a.active_class, a.overlay, a.brush_width) == (0, 0, "prediction", 3.0)
+    assert b.index == 3
+    b.index = a.index = 0
+    first = a.add_point(3, 3)
+    second = b.add_point(10, 10, cls=2)
+    assert set(a.items()) == set(b.items()) == {first, second}  # edits go to the shared store
+    before = a.annotation_version
+    assert a.sync() and a.annotation_version > before and not a.sync()  # b's edit reached a's page
+    assert a.undo() and set(b.items()) == {second}  # a's undo took back a's own point, not b's newer one
+    assert b.undo() and a.items() == {}
+    assert not a.undo() and "nothing to undo" in a.message
+    assert a.redo() and b.redo()
+    assert len(a.items()) == 2 and sorted(i.cls for i in a.items().values()) == [0, 2]
+    a.move_point(next(k for k, i in a.items().items() if i.cls == 0), 5, 5)
+    assert a.undo() and any(i.row == 3 for i in b.items().values())
+
+
+def test_a_retrain_started_in_one_tab_shows_in_every_tab(session):
+    a, b = session.new_tab(), session.new_tab()
+    a.accept_worse = True
+    label_some_pixels(a)
+    a.retrain("quick")
+    assert b.trainer.running or b.trainer.snapshot()["status"] != "idle"
+    a.wait(timeout=120)
+    assert a.model_version == 1 and b.model_version == 0
+    assert b.sync() and b.model_version == 1 and b.current_version == 1
+    assert np.array_equal(a.prediction(), b.prediction())

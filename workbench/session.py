@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -424,8 +424,17 @@ def cosine_affinity(features: torch.Tensor, row: int, col: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the session
 
 
+def _shared(name: str) -> property:
+    """An attribute every tab of one dashboard reads and writes together (see :meth:`DashboardSession.new_tab`)."""
+    return property(lambda self: getattr(self._shared, name), lambda self, value: setattr(self._shared, name, value))
+
+
 class DashboardSession(param.Parameterized):
-    """Dataset, annotation store, model and trainer of one dashboard, with the UI state as params."""
+    """Dataset, annotation store, model and trainer of one dashboard, with the UI state as params.
+
+    The dataset, store, model, versions, trainer and caches are shared by every tab made with
+    :meth:`new_tab`; the params (image, class, overlay, brush...) and the undo stack are each tab's own.
+    """
 
     index = param.Integer(default=0, bounds=(0, None), doc="position of the current image in the split")
     active_class = param.Selector(default=0, objects=[0], doc="class of new points and scribbles")
@@ -439,6 +448,30 @@ class DashboardSession(param.Parameterized):
     annotation_version = param.Integer(default=0, doc="bumped after every edit, undo and redo")
     message = param.String(default="", doc="the latest status line for the user")
     accept_worse = param.Boolean(default=False, doc="make a retrain current even when it lowers val mIoU")
+
+    info = _shared("info")
+    store = _shared("store")
+    split = _shared("split")
+    names = _shared("names")
+    method = _shared("method")
+    method_config = _shared("method_config")
+    model = _shared("model")
+    class_split = _shared("class_split")
+    run_dir = _shared("run_dir")
+    out_dir = _shared("out_dir")
+    quick_config = _shared("quick_config")
+    full_config = _shared("full_config")
+    run_config = _shared("run_config")
+    versions = _shared("versions")
+    pending = _shared("pending")
+    work_size = _shared("work_size")
+    trainer = _shared("trainer")
+    retrain_runs = _shared("retrain_runs")
+    closed = _shared("closed")
+    _images = _shared("_images")
+    _outputs = _shared("_outputs")
+    _summaries = _shared("_summaries")
+    _lock = _shared("_lock")
 
     def __init__(
         self,
@@ -460,6 +493,7 @@ class DashboardSession(param.Parameterized):
     ) -> None:
         if tuple(store.classes) != tuple(info.classes):
             raise SessionError(f"store classes {list(store.classes)} differ from the dataset's {list(info.classes)}")
+        self._shared = SimpleNamespace(current=0, revision=0, editors={})
         self.info, self.store, self.split = info, store, split
         self.names = list_split(info, split)
         self.method, self.method_config = method, method_config
@@ -479,12 +513,50 @@ class DashboardSession(param.Parameterized):
         self._summaries: dict = {}
         self._lock = threading.RLock()  # caches are shared by the page's event loop and view threads
         super().__init__(**params)
-        classes = dict(zip(info.classes, range(info.num_classes)))
+        self._shared.current = self.model_version
+        self._own_params()
+
+    def new_tab(self) -> DashboardSession:
+        """A view of this session for another browser tab: the same store, model, versions and trainer,
+        its own image, class, tool settings, overlay, messages and undo stack (undo takes back only its
+        own edits). Another tab's edits and retrains reach it through :meth:`sync`."""
+        tab = type(self).__new__(type(self))
+        tab._shared = self._shared
+        param.Parameterized.__init__(
+            tab, model_version=self._shared.current, annotation_version=self._shared.revision,
+            train_mode=self.train_mode, accept_worse=self.accept_worse,
+        )  # fmt: skip
+        tab._own_params()
+        return tab
+
+    def sync(self) -> bool:
+        """Catch up with the other tabs: bump ``annotation_version`` after their edits and follow the
+        current model version (the page calls this a few times a second); True when anything changed."""
+        changed = False
+        if self.annotation_version != self._shared.revision:
+            self.annotation_version = self._shared.revision
+            changed = True
+        if self.model_version != self._shared.current:
+            self.model_version = self._shared.current
+            changed = True
+        return changed
+
+    @property
+    def current_version(self) -> int:
+        """The model version in use by every tab (``model_version`` follows it at the next :meth:`sync`)."""
+        return self._shared.current
+
+    def _own_params(self) -> None:
+        self._undo_stack: dict[str, list[list]] = {}  # image -> this tab's edits, newest last
+        self._redo_stack: dict[str, list[list]] = {}
+        self._ids: dict[int, int] = {}  # item id -> id of the same item re-added by undo/redo
+        self.param.watch(lambda e: setattr(self._shared, "current", e.new), "model_version")  # set by hand: all tabs
+        classes = dict(zip(self.info.classes, range(self.info.num_classes)))
         self.param.active_class.objects = classes
-        self.param.visible.objects = list(info.classes)
+        self.param.visible.objects = list(self.info.classes)
         self.param.index.bounds = (0, len(self.names) - 1)
         if not self.visible:
-            self.visible = list(info.classes)
+            self.visible = list(self.info.classes)
 
     # ------------------------------------------------------------------ construction
 
@@ -622,15 +694,29 @@ class DashboardSession(param.Parameterized):
         return rasterize(self.weak_labels(index))
 
     def _edited(self, what: str) -> None:
-        self.annotation_version += 1
+        self._shared.revision += 1
+        self.annotation_version = self._shared.revision
         self.message = what
+
+    def _did(self, change: list) -> None:
+        """Remember one of this tab's own edits ``[kind, item_id, before, after]`` for undo."""
+        self._shared.editors.setdefault(self.image_name, set()).add(id(self))
+        self._undo_stack.setdefault(self.image_name, []).append(change)
+        self._redo_stack.pop(self.image_name, None)  # a new edit clears the redo stack
+
+    def _id(self, item_id: int) -> int:
+        while item_id in self._ids:
+            item_id = self._ids[item_id]
+        return item_id
 
     def add_point(self, row: float, col: float, cls: int | None = None) -> int:
         """Store a click of class ``cls`` (default: the active class) at once; return its item id."""
         self._check_open()
         h, w = self.size()
         row, col = _clamp_pixel(row, col, h, w)
-        item_id = self.store.add(self.image_name, Point(row, col, self.active_class if cls is None else cls), (h, w))
+        point = Point(row, col, self.active_class if cls is None else cls)
+        item_id = self.store.add(self.image_name, point, (h, w))
+        self._did(["add", item_id, None, self.store.items(self.image_name)[item_id]])
         self._edited(f"point {item_id} ({self.classes[self.store.items(self.image_name)[item_id].cls]}) stored")
         return item_id
 
@@ -638,10 +724,12 @@ class DashboardSession(param.Parameterized):
         self._check_open()
         h, w = self.size()
         row, col = _clamp_pixel(row, col, h, w)
-        old = self.store.items(self.image_name)[item_id]
+        old = self._item(item_id)
         if not isinstance(old, Point):
             raise WeakLabelError(f"item {item_id} of {self.image_name!r} is a {type(old).__name__}, not a point")
-        self.store.replace(self.image_name, item_id, dataclasses.replace(old, row=row, col=col))
+        new = dataclasses.replace(old, row=row, col=col)
+        self.store.replace(self.image_name, item_id, new)
+        self._did(["replace", item_id, old, new])
         self._edited(f"point {item_id} moved")
 
     def add_scribble(self, path, cls: int | None = None, width: float | None = None) -> int:
@@ -652,25 +740,63 @@ class DashboardSession(param.Parameterized):
             path = path * 2  # a dab of the brush: a zero-length stroke is still a stroke of the brush's width
         scribble = Scribble(path, self.active_class if cls is None else cls, width or self.brush_width)
         item_id = self.store.add(self.image_name, scribble, self.size())
+        self._did(["add", item_id, None, self.store.items(self.image_name)[item_id]])
         self._edited(f"scribble {item_id} stored ({len(path)} vertices, width {scribble.width:g})")
         return item_id
 
     def remove(self, item_id: int) -> None:
         self._check_open()
+        old = self._item(item_id)
         self.store.remove(self.image_name, item_id)
+        self._did(["remove", item_id, old, None])
         self._edited(f"item {item_id} removed")
 
-    def undo(self) -> bool:
+    def _item(self, item_id: int):
+        item = self.store.items(self.image_name).get(item_id)
+        if item is None:
+            raise WeakLabelError(f"item {item_id} of {self.image_name!r} is gone (removed here or in another tab)")
+        return item
+
+    def _apply(self, change: list, side: int) -> None:
+        """Put item ``change[1]`` in its state before (``side=0``) or after (``side=1``) the edit."""
+        kind, item_id, before, after = change
+        image, item_id, target = self.image_name, self._id(item_id), (before, after)[side]
+        current = self.store.items(image).get(item_id)
+        if current is None and target is not None:  # removed: add it again (a new id that stands for the old)
+            self._ids[item_id] = self.store.add(image, target, self.size())
+        elif current is not None and target is None:
+            self.store.remove(image, item_id)
+        elif current is not None:
+            self.store.replace(image, item_id, target)
+
+    def _step_history(self, undo: bool) -> bool:
         self._check_open()
-        done = self.store.undo(self.image_name) if self.image_name in self.store.images() else False
-        self._edited("undone" if done else "nothing to undo")
-        return done
+        image = self.image_name
+        source, dest = (self._undo_stack, self._redo_stack) if undo else (self._redo_stack, self._undo_stack)
+        stack = source.get(image) or []
+        if self._shared.editors.get(image, set()) <= {id(self)}:
+            # no other tab edited this image since the session opened: the store's history is this tab's
+            # (kept across restarts, so an undo after a restart still works)
+            done = image in self.store.images() and (self.store.undo(image) if undo else self.store.redo(image))
+            if done and stack:
+                dest.setdefault(image, []).append(stack.pop())
+        elif stack:  # other tabs edited it too: take back only this tab's own latest edit
+            change = stack.pop()
+            self._apply(change, side=0 if undo else 1)
+            dest.setdefault(image, []).append(change)
+            done = True
+        else:
+            done = False
+        self._edited(("undone" if undo else "redone") if done else f"nothing to {'undo' if undo else 'redo'}")
+        return bool(done)
+
+    def undo(self) -> bool:
+        """Take back this tab's latest edit of the current image (other tabs' edits stay)."""
+        return self._step_history(undo=True)
 
     def redo(self) -> bool:
-        self._check_open()
-        done = self.store.redo(self.image_name) if self.image_name in self.store.images() else False
-        self._edited("redone" if done else "nothing to redo")
-        return done
+        """Redo this tab's edit undone last; a new edit clears the redo stack."""
+        return self._step_history(undo=False)
 
     def handle_key(self, key: str) -> str:
         """Keyboard shortcuts: digits pick the class (1 = first), ``[``/``]`` brush width, ``z``/``Z`` undo/redo, ``n``/``p`` images."""
@@ -791,7 +917,7 @@ class DashboardSession(param.Parameterized):
 
     def _cached(self, key: tuple, compute: Callable):
         """``compute()`` once per model version; the lock guards the dict, not the (thread-safe) inference."""
-        key = (self.model_version, *key)
+        key = (self.current_version, *key)
         with self._lock:
             if key in self._outputs:
                 return self._outputs[key]
@@ -911,7 +1037,7 @@ class DashboardSession(param.Parameterized):
 
     def evaluate(self, split: str = "val") -> dict:
         """``engine.evaluate`` of the current model on ``split`` (cached per model version)."""
-        key = (self.model_version, split)
+        key = (self.current_version, split)
         if key not in self._summaries:
             dataset = SegmentationDataset(self.info, split, "dense", size=self.work_size, include_gt=True)
             device = next(self.model.parameters()).device
@@ -1024,7 +1150,7 @@ class DashboardSession(param.Parameterized):
             replay = self._replay_images(self.index)
             model = copy.deepcopy(self.model)
 
-            baseline = self._summaries.get((self.model_version, "val"))
+            baseline = self._summaries.get((self.current_version, "val"))
 
             def job(report, should_stop):
                 before = baseline or self._evaluate_model(model)
@@ -1110,7 +1236,7 @@ class DashboardSession(param.Parameterized):
         n = len(self.names)
         total = full.epochs * max(1, n // full.batch_size if n > full.batch_size else 1)
         model = copy.deepcopy(self.model)
-        baseline = self._summaries.get((self.model_version, "val"))
+        baseline = self._summaries.get((self.current_version, "val"))
         self.retrain_runs.append(out)
 
         def job(report, should_stop):
@@ -1141,14 +1267,14 @@ class DashboardSession(param.Parameterized):
             if status == "done":
                 model, summary, baseline = result
                 if baseline is not None:
-                    self._summaries.setdefault((self.model_version, "val"), baseline)
+                    self._summaries.setdefault((self.current_version, "val"), baseline)
                 version = self._add_version(model.eval(), summary, message.split(":")[0])
                 before = self.evaluate("val")["miou"]
                 after = version.summary["miou"]
                 if after < before and not self.accept_worse:
                     self.pending = version
                     message += (
-                        f"; it lowered val mIoU {before:.3f} -> {after:.3f}, so v{self.model_version} stays current: "
+                        f"; it lowered val mIoU {before:.3f} -> {after:.3f}, so v{self.current_version} stays current: "
                         f"'use v{version.number}' takes it anyway"
                     )
                 else:
@@ -1161,7 +1287,7 @@ class DashboardSession(param.Parameterized):
     def _add_version(self, model: nn.Module, summary: dict, label: str) -> ModelVersion:
         if not self.versions:  # the weights the session opened with are version 0
             self.versions.append(ModelVersion(0, "opened", _state_copy(self.model), self.evaluate("val")))
-        number = max(max(v.number for v in self.versions), self.model_version) + 1  # never a number in use
+        number = max(max(v.number for v in self.versions), self.current_version) + 1  # never a number in use
         version = ModelVersion(number, label, _state_copy(model), summary)
         self.versions.append(version)
         with self._lock:
@@ -1172,14 +1298,14 @@ class DashboardSession(param.Parameterized):
         """Make model version ``number`` current again (its weights, cached outputs and val summary)."""
         version = next((v for v in self.versions if v.number == number), None)
         if version is None:
-            known = [v.number for v in self.versions] or [self.model_version]
+            known = [v.number for v in self.versions] or [self.current_version]
             raise SessionError(f"no model version {number}; versions: {known}")
         model = copy.deepcopy(self.model)
         model.load_state_dict(version.state)
         self.model = model.eval()
         if self.pending is not None and self.pending.number == number:
             self.pending = None
-        self.model_version = number
+        self._shared.current = self.model_version = number
         self.message = f"model v{number} ({version.label}) is current: val mIoU {version.summary['miou']:.3f}"
 
     def accept_pending(self) -> None:
@@ -1193,7 +1319,7 @@ class DashboardSession(param.Parameterized):
         rows = []
         for v in self.versions:
             row = {"version": v.number, "made by": v.label, "val mIoU": v.summary["miou"],
-                   "current": v.number == self.model_version}  # fmt: skip
+                   "current": v.number == self.current_version}  # fmt: skip
             row.update({name: iou for name, iou in v.summary["per_class_iou"].items()})
             rows.append(row)
         return rows
