@@ -200,7 +200,7 @@ class AnnotationCanvas:
     def _on_points(self, data: dict) -> None:
         s = self.session
         h, _ = s.size()
-        shown = self._points()
+        shown = self.points_pipe.data  # what this tab's browser holds: another tab's new point is no edit here
         old = list(zip(shown["x"], shown["y"]))
         new = [(float(x), float(y)) for x, y in zip(data.get("x", []), data.get("y", []))]
         try:
@@ -270,7 +270,12 @@ def _same(a: list, b: list, tol: float = 1e-6) -> bool:
 
 
 class Dashboard(pn.viewable.Viewer):
-    """The whole page for one browser tab (or notebook cell) over a shared :class:`DashboardSession`."""
+    """The whole page for one browser tab (or notebook cell) over one :class:`DashboardSession` tab.
+
+    Serve ``lambda: Dashboard(session.new_tab())`` so that each browser tab keeps its own image,
+    class, tool, overlay and undo stack while all share the store, model and trainer; a periodic
+    callback shows the other tabs' edits, retrain progress and model version within ``POLL_MS``.
+    """
 
     tool = param.Selector(default="point", objects=list(TOOLS), doc="what a click or drag on the image does")
 
@@ -282,6 +287,7 @@ class Dashboard(pn.viewable.Viewer):
         self._stale: set[str] = set()
         self._generation: dict[str, int] = {}
         self._poller = None
+        self._syncer = None
         self._build()
         self._watch()
 
@@ -414,6 +420,7 @@ class Dashboard(pn.viewable.Viewer):
         self.param.watch(lambda e: self.canvas.set_tool(e.new), "tool")
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(lambda ctx: self.unwatch())
+            self._syncer = pn.state.add_periodic_callback(self.sync, period=POLL_MS)
         s.poll()  # a retrain that finished while no tab was open lands now
         if s.trainer.running:  # a tab opened (or reloaded) while a retrain runs follows it
             self._start_polling()
@@ -435,8 +442,15 @@ class Dashboard(pn.viewable.Viewer):
         for watcher in self._watchers:
             self.session.param.unwatch(watcher)
         self._watchers = []
-        if self._poller is not None:
-            self._poller.stop()
+        for callback in (self._poller, self._syncer):
+            if callback is not None:
+                callback.stop()
+
+    def sync(self) -> None:
+        """Show what other tabs did: their edits, the current model version and a retrain they started."""
+        self.session.sync()
+        if self.session.trainer.running and not self.retrain_btn.disabled:
+            self._start_polling()
 
     def _on_index(self, event) -> None:
         self.image_name.object = self._image_title()
@@ -742,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     origins = ["*"] if args.expose else [f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
     try:
         server = pn.serve(
-            lambda: Dashboard(session), port=args.port, address=address, websocket_origin=origins, show=args.show,
+            lambda: Dashboard(session.new_tab()), port=args.port, address=address, websocket_origin=origins, show=args.show,
             title="weakseg dashboard", start=False,
         )  # fmt: skip
     except STARTUP_ERRORS as err:
@@ -779,4 +793,4 @@ if __name__ == "__main__":
 elif __name__.startswith("bokeh"):  # panel serve apps/dashboard.py --args ...
     _args = build_parser().parse_args(sys.argv[1:])
     _session = pn.state.as_cached(f"dashboard-session-{sorted(vars(_args).items())}", lambda: open_session(_args))
-    Dashboard(_session).servable(title="weakseg dashboard")
+    Dashboard(_session.new_tab()).servable(title="weakseg dashboard")  # every browser tab: its own view state

@@ -512,3 +512,30 @@ def test_a_retrain_started_in_one_tab_shows_in_every_tab(session):
     assert a.model_version == 1 and b.model_version == 0
     assert b.sync() and b.model_version == 1 and b.current_version == 1
     assert np.array_equal(a.prediction(), b.prediction())
+
+
+def test_two_dashboards_over_one_session_keep_their_own_view_state(session):
+    """Two browser tabs, through the pages' own widgets and keys: n and digits stay in their tab, edits
+    are shared (the other page redraws at its next sync), undo takes back the page's own edit only."""
+    pytest.importorskip("panel")
+    pytest.importorskip("workbench.security")
+    from apps.dashboard import Dashboard
+
+    a, b = Dashboard(session.new_tab()), Dashboard(session.new_tab())
+    h, _ = a.session.size()
+    b.keys._handle_msg({"key": "n"})
+    b.keys._handle_msg({"key": "3"})
+    b.session.overlay = "ground truth"
+    assert (a.session.index, a.session.active_class, a.session.overlay) == (0, 0, "prediction")
+    assert b.session.index == 1 and "(1/" in a.image_name.object and "(2/" in b.image_name.object
+    b.keys._handle_msg({"key": "p"})
+    a.canvas._on_points({"x": [3.5], "y": [h - 2.5]})  # a's tap at pixel (2, 3), class 0
+    b.canvas._on_points({"x": [10.5], "y": [h - 5.5]})  # b's tap, class 2 (b had not seen a's point yet)
+    assert sorted(p.cls for p in session.items().values()) == [0, 2]  # both stored, neither moved
+    assert len(a.canvas.points_pipe.data["x"]) == 1
+    a.sync()
+    assert sorted(a.canvas.points_pipe.data["cls"]) == [0, 2]  # b's point shows in a after the sync
+    a.keys._handle_msg({"key": "z"})  # a's undo: a's point goes, b's newer one stays
+    assert [p.cls for p in session.items().values()] == [2]
+    b.sync()
+    assert b.canvas.points_pipe.data["cls"] == [2] and "1 points" in b.status.object
