@@ -79,8 +79,10 @@ def test_two_tabs_keep_their_own_state_and_share_edits_and_training(context, syn
         a.mouse.click(*at(a, 0.2, 0.2))  # a's own point
         wait_until(lambda: len(session.items(0)) == 2, a, timeout=TIMEOUT_MS)
         a.keyboard.press("3")  # a's class; b's stays sky
+        wait_until(lambda: tabs[0].session.active_class == 2, a, timeout=TIMEOUT_MS)
         a.mouse.click(*at(a, 0.5, 0.3))
-        wait_until(lambda: point_classes(session) == [0, 0, 2], a, timeout=TIMEOUT_MS)
+        wait_until(lambda: len(session.items(0)) == 3, a, timeout=TIMEOUT_MS)
+        assert point_classes(session) == [0, 0, 2]
         assert [t.session.active_class for t in tabs] == [2, 0] and [t.session.index for t in tabs] == [0, 1]
 
         b.bring_to_front()
