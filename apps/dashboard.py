@@ -527,35 +527,30 @@ class Dashboard(pn.viewable.Viewer):
 
         pn.state.execute(build)
 
-    def _images_view(self) -> list:
-        s = self.session
-        frame = views.per_image_frame(s.per_image_iou())
+    def _image_table(self, frame: pd.DataFrame, bar_column: str, size: int) -> pn.widgets.Tabulator:
+        """One row an image (``frame`` has an ``index`` column), ``bar_column`` drawn as a 0..1 bar;
+        clicking a row opens that image in the Annotate tab."""
         table = pn.widgets.Tabulator(
-            frame, disabled=True, show_index=False, height=500, width=500, selectable=False,
-            formatters={"miou": {"type": "progress", "max": 1, "legend": True}},
+            frame, disabled=True, show_index=False, height=size, width=size, selectable=False,
+            formatters={bar_column: {"type": "progress", "max": 1, "legend": True}},
         )  # fmt: skip
 
         def open_row(event) -> None:
-            s.index = int(frame.loc[event.row, "index"])
+            self.session.index = int(frame.loc[event.row, "index"])
             self.tabs.active = 0
 
         table.on_click(open_row)
+        return table
+
+    def _images_view(self) -> list:
+        s = self.session
+        table = self._image_table(views.per_image_frame(s.per_image_iou()), "miou", 500)
         return [pn.pane.Markdown(f"Per-image mIoU on **{s.split}**, worst first: click a row to open it."), table]
 
     def _uncertainty_view(self) -> list:
         s = self.session
         kind = pn.widgets.RadioButtonGroup.from_param(s.param.uncertainty)
-        ranking = pd.DataFrame(s.uncertainty_ranking()).round(3)
-        table = pn.widgets.Tabulator(
-            ranking, disabled=True, show_index=False, height=420, width=420, selectable=False,
-            formatters={"uncertainty": {"type": "progress", "max": 1, "legend": True}},
-        )  # fmt: skip
-
-        def open_row(event) -> None:
-            s.index = int(ranking.loc[event.row, "index"])
-            self.tabs.active = 0
-
-        table.on_click(open_row)
+        table = self._image_table(pd.DataFrame(s.uncertainty_ranking()).round(3), "uncertainty", 420)
         note = (
             f"**Which image next**: every image of **{s.split}** by the model's mean {s.uncertainty} (no ground "
             "truth used), most uncertain first; click a row to annotate it. **Where in this image**: the map."

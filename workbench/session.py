@@ -502,15 +502,15 @@ class DashboardSession(param.Parameterized):
         self.run_dir, self.out_dir = run_dir, Path(out_dir)
         self.quick_config, self.full_config = quick, full
         self.run_config = run_config
-        self.versions: list[ModelVersion] = []  # filled from the first retrain on (version 0: the opened weights)
-        self.pending: ModelVersion | None = None  # a finished retrain that lowered val mIoU
+        self.versions = []  # filled from the first retrain on (version 0: the opened weights)
+        self.pending = None  # a finished retrain that lowered val mIoU
         h, w = work_size if work_size else read_image(info.image_path(split, self.names[0])).shape[:2]
-        self.work_size: tuple[int, int] = (int(h), int(w))
+        self.work_size = (int(h), int(w))
         self.trainer = Trainer()
-        self.retrain_runs: list[Path] = []
-        self._images: OrderedDict = OrderedDict()
-        self._outputs: OrderedDict = OrderedDict()
-        self._summaries: dict = {}
+        self.retrain_runs = []
+        self._images = OrderedDict()
+        self._outputs = OrderedDict()
+        self._summaries = {}
         self._lock = threading.RLock()  # caches are shared by the page's event loop and view threads
         super().__init__(**params)
         self._shared.current = self.model_version
