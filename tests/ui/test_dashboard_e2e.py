@@ -23,6 +23,7 @@ import torch
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
+from browser_data import browser_points  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from PIL import Image  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
@@ -70,19 +71,6 @@ def kinds(session: DashboardSession) -> list[str]:
 
 def canvas_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator(".annotation-canvas").screenshot())).convert("RGB"), float)
-
-
-def browser_points(page) -> int:
-    """Points in the canvas's Bokeh data source, read in the browser (-1 when none is found)."""
-    return page.evaluate(
-        """() => {
-          for (const doc of window.Bokeh.documents)
-            for (const m of doc.all_models)
-              if (m.data && m.data.id !== undefined && m.data.color !== undefined)
-                return m.data.x.length;
-          return -1;
-        }"""
-    )
 
 
 def active_draw_tool(page) -> str | None:

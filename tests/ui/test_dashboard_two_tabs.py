@@ -13,6 +13,7 @@ import torch
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
+from browser_data import browser_points  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
@@ -27,19 +28,6 @@ CANVAS = ".annotation-canvas .bk-events"
 def at(page, fx: float, fy: float) -> tuple[float, float]:
     box = page.locator(CANVAS).bounding_box()
     return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
-
-
-def browser_points(page) -> int:
-    """Points in the page's canvas data source, read in the browser (-1 when none is found)."""
-    return page.evaluate(
-        """() => {
-          for (const doc of window.Bokeh.documents)
-            for (const m of doc.all_models)
-              if (m.data && m.data.id !== undefined && m.data.color !== undefined)
-                return m.data.x.length;
-          return -1;
-        }"""
-    )
 
 
 def point_classes(session: DashboardSession) -> list[int]:
