@@ -38,7 +38,8 @@ hv.extension("bokeh")
 REPO = Path(workbench.__file__).resolve().parents[1]  # apps/ lives in the repository, beside workbench/
 sys.path.insert(0, str(REPO))
 try:
-    from apps.dashboard import AnnotationCanvas, Dashboard
+    from apps.annotation_canvas import AnnotationCanvas
+    from apps.dashboard import Dashboard
 except ImportError as err:  # e.g. workbench installed from a wheel, without the repository's apps/
     AnnotationCanvas = Dashboard = None
     print(f"apps.dashboard is not importable ({err}); the cells that show the app are skipped")
