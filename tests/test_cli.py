@@ -261,3 +261,16 @@ def test_python_dash_m_workbench_runs(monkeypatch, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "generate" in out and "validate" in out and "convert" in out
+
+
+def test_demo_point_methods_are_checked_before_training(tmp_path, capsys):
+    """A demo with a method that cannot learn from points stops at once, naming the usable ones."""
+    from workbench.demo import demo_runs
+
+    assert [name for name, _, _ in demo_runs(("single_stage", "spml"))] == [
+        "dense", "points_partial_ce", "points_single_stage", "points_spml",
+    ]  # fmt: skip
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--point-methods", "cam"]) == 2
+    err = capsys.readouterr().err
+    assert "'cam' does not learn from points" in err and "spml" in err
+    assert not (tmp_path / "demo").exists()

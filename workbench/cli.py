@@ -133,9 +133,15 @@ def cmd_train(args, extra: list[str]) -> int:
 
 
 def cmd_demo(args, extra: list[str]) -> int:
-    from workbench.demo import run_demo
+    from workbench.demo import demo_runs, run_demo
 
-    return run_demo(Path(args.out), epochs=args.epochs)
+    methods = tuple(m.strip() for m in args.point_methods.split(",") if m.strip())
+    try:
+        demo_runs(methods)
+    except ValueError as err:
+        print(f"demo: {err}", file=sys.stderr)
+        return 2
+    return run_demo(Path(args.out), epochs=args.epochs, point_methods=methods)
 
 
 def cmd_eval(args, extra: list[str]) -> int:
@@ -370,7 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job: synthetic data -> train -> per-class IoU report")
     demo.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    demo.add_argument("--epochs", type=int, default=10, help="epochs of each of the three runs (default 10)")
+    demo.add_argument("--epochs", type=int, default=10, help="epochs of each run (default 10)")
+    demo.add_argument(
+        "--point-methods",
+        default="single_stage",
+        help="comma-separated point methods trained beside partial CE on the same points (default single_stage; "
+        "e.g. single_stage,spml)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     from workbench.engine import TrainConfig
