@@ -109,7 +109,7 @@ def run_one(row: str, seed: int, args, size: tuple[int, int]) -> dict:
     encoder, weights, _ = REGIMES[args.regime]
     slug = row.replace("/", "_").replace("+", "-")
     config = TrainConfig(
-        data=args.data or f"../shared/datasets/{args.dataset}",
+        data=str(data_folder(args)),
         out=f"{args.runs}/{args.dataset}_{args.regime}/{slug}_seed{seed}", supervision=supervision,
         image_size=size, epochs=args.epochs, batch_size=args.batch_size, encoder=encoder, encoder_weights=weights,
         seed=seed, eval_every=args.eval_every, limit_train=args.limit_train, limit_val=args.limit_val, **simulation,
@@ -133,15 +133,30 @@ def budget(args, size) -> dict:
     return {
         "dataset": args.dataset, "regime": args.regime, "encoder": encoder, "encoder_weights": weights,
         "image_size": list(size), "epochs": args.epochs, "batch_size": args.batch_size,
-        "limit_train": args.limit_train, "limit_val": args.limit_val, "data": args.data,
+        "limit_train": args.limit_train, "limit_val": args.limit_val, "data": str(data_folder(args)),
     }  # fmt: skip
 
 
+def data_folder(args) -> Path:
+    """The dataset folder, resolved: ``--data ../shared/datasets/camvid`` and the default are one budget."""
+    return Path(args.data or f"../shared/datasets/{args.dataset}").resolve()
+
+
 def load_doc(path: Path, args, size) -> dict:
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    if doc.get("budget") != budget(args, size):
-        doc = {"budget": budget(args, size), "runs": []}
-    return doc
+    """The table's measured runs, or a new table. A table measured with another budget is never
+    dropped silently (that lost rows once): it is an error unless ``--new-table`` says to replace it."""
+    wanted = budget(args, size)
+    doc = json.loads(path.read_text()) if path.exists() else {"budget": wanted, "runs": []}
+    if doc.get("budget") == wanted:
+        return doc
+    if doc.get("runs") and not args.new_table:
+        old = doc.get("budget") or {}
+        differ = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in wanted.items() if old.get(k) != v)
+        raise BenchError(
+            f"{path} holds {len(doc['runs'])} run(s) measured with another budget ({differ}). Rerun with that "
+            "budget to add rows to it, pass --out DIR for a separate table, or --new-table to replace it."
+        )
+    return {"budget": wanted, "runs": []}
 
 
 def summarise(doc: dict) -> list[dict]:
@@ -212,7 +227,7 @@ def finish(doc: dict, out: Path) -> None:
     atomic_write_text(out.with_suffix(".md"), markdown(doc))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help=f"one of {sorted(ROWS)} (rows), or any name with --data")
     parser.add_argument("--regime", choices=sorted(REGIMES), default="scratch")
@@ -228,9 +243,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit-val", type=int, help="first N val images (smoke runs)")
     parser.add_argument("--eval-every", type=int, default=0)
     parser.add_argument("--redo", action="store_true", help="rerun runs that already have a result")
+    parser.add_argument(
+        "--new-table", action="store_true", help="replace a table measured with another budget (default: refuse)"
+    )
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--runs", default="runs/bench_label_efficiency")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.image_size:
         size = tuple(int(v) for v in args.image_size.split(","))
     elif args.dataset in REGIMES[args.regime][2]:
