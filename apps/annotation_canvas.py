@@ -6,6 +6,7 @@ from __future__ import annotations
 import holoviews as hv
 import numpy as np
 import param
+from bokeh.models import CustomJSHover
 from holoviews import streams
 from panel.custom import JSComponent
 
@@ -15,6 +16,23 @@ from workbench.weak_labels import WeakLabelError
 
 MAX_POINTS = 10_000
 USER_ERRORS = (WeakLabelError, SessionError, ValueError)
+NEW_POINT = "#fffffe"  # what the browser puts in every column of a point it just placed, until the server answers
+TOOLS = ("point", "scribble", "eraser", "pan")
+KEYS = (
+    ("[ ]", "brush (and eraser) width - / +"),
+    ("z", "undo your latest edit of this image"),
+    ("Z", "redo"),
+    ("n p", "next / previous image"),
+    ("e", "eraser on / off: drag over points and scribbles to remove them (z brings them back)"),
+    ("?", "show / hide this help"),
+)
+
+
+def shortcuts(num_classes: int) -> tuple[tuple[str, str], ...]:
+    """Every key the dashboard answers, as the ``?`` help lists them (a test checks both ways)."""
+    last = min(num_classes, 10)
+    digits = "1" if last == 1 else f"1 … {min(last, 9)}" + (", 0" if last == 10 else "")
+    return ((digits, f"pick class 1 … {last} (each class button shows its digit)"), *KEYS)
 
 
 class KeyboardShortcuts(JSComponent):
@@ -82,10 +100,13 @@ class AnnotationCanvas:
 
     def __init__(self, session: DashboardSession) -> None:
         self.session = session
+        self.tool = "point"
         self._toolbar = None
+        self._overlay_mask: np.ndarray | None = None
         self.image_pipe = streams.Pipe(data=session.image())
         self.overlay_pipe = streams.Pipe(data=self._overlay_rgba())
         self.labels_pipe = streams.Pipe(data=self._labels_rgba())
+        self.hover_pipe = streams.Pipe(data=self._hover_values())
         self.points_pipe = streams.Pipe(data=self._points())
         self.path_pipe = streams.Pipe(data=[])
         base = hv.DynamicMap(
@@ -93,15 +114,27 @@ class AnnotationCanvas:
         )
         overlay = hv.DynamicMap(lambda data: views.image_element(data), streams=[self.overlay_pipe])
         labels = hv.DynamicMap(lambda data: views.image_element(data), streams=[self.labels_pipe])
-        points = hv.DynamicMap(lambda data: hv.Points(data, vdims=["color", "cls", "id"]), streams=[self.points_pipe])
-        points = points.opts(color="color", size=11, line_color="black", line_width=1.5, tools=["hover"])
+        hover = hv.DynamicMap(self._hover_layer, streams=[self.hover_pipe])
+        halo = hv.DynamicMap(lambda data: hv.Points(views.halo_data(data)), streams=[self.points_pipe]).opts(
+            color="black", size=views.POINT_SIZE + 2 * views.HALO_PX, line_width=0
+        )  # under each point: dark around its light outline, so it shows on any overlay
+        points = hv.DynamicMap(
+            lambda data: hv.Points(data, vdims=["color", "cls", "id", "class"]), streams=[self.points_pipe]
+        )
+        new_point = CustomJSHover(code=f"return value === {NEW_POINT!r} ? 'new point (storing)' : value")
+        points = points.opts(
+            color="color", size=views.POINT_SIZE, line_color="white", line_width=2, tools=["hover"],
+            hover_tooltips=views.POINT_HOVER, hover_formatters={"@{class}": new_point},
+        )  # fmt: skip
         path = hv.DynamicMap(lambda data: hv.Path(data), streams=[self.path_pipe]).opts(line_width=3, color="white")
-        self.point_draw = streams.PointDraw(source=points, empty_value="#ffffff", num_objects=MAX_POINTS)
+        self.point_draw = streams.PointDraw(source=points, empty_value=NEW_POINT, num_objects=MAX_POINTS)
         self.freehand = streams.FreehandDraw(source=path, num_objects=1)
         self.point_draw.add_subscriber(self._on_points)
         self.freehand.add_subscriber(self._on_stroke)
         self._last_stroke = None
-        self.plot = (base * overlay * labels * path * points).opts(active_tools=["point_draw", "wheel_zoom"], title="")
+        self.plot = (base * overlay * labels * hover * path * halo * points).opts(
+            active_tools=["point_draw", "wheel_zoom"], title=""
+        )
 
     # ------------------------------------------------------------------ what the layers show
 
@@ -115,17 +148,24 @@ class AnnotationCanvas:
         elif s.overlay == "pseudo-mask":
             pseudo = s.point_pseudo_mask()
             mask = None if isinstance(pseudo, str) else pseudo
+        self._overlay_mask = mask
         if mask is None:
             return np.zeros((*s.size(), 4), dtype=np.uint8)
         return views.colorize(mask, s.colors, s.visible_classes, s.opacity)
 
     def _labels_rgba(self) -> np.ndarray:
         s = self.session
-        return views.colorize(s.annotation_mask(), s.colors, s.visible_classes, views.ANNOTATION_ALPHA / 255)
+        return views.annotation_rgba(s.annotation_mask(), s.colors, s.visible_classes)
+
+    def _hover_values(self) -> np.ndarray:
+        return views.hover_values(self._overlay_mask, self.session.annotation_mask())
+
+    def _hover_layer(self, data: np.ndarray) -> hv.Image:
+        return views.class_hover_layer(data, self.session.classes)
 
     def _points(self) -> dict:
         s = self.session
-        return views.points_data(s.items(), s.size()[0], s.colors)
+        return views.points_data(s.items(), s.size()[0], s.colors, s.classes)
 
     def refresh_image(self) -> None:
         self._last_stroke = None
@@ -135,12 +175,15 @@ class AnnotationCanvas:
 
     def refresh_overlay(self) -> None:
         self.overlay_pipe.send(self._overlay_rgba())
+        self.hover_pipe.send(self._hover_values())
 
     def refresh_annotations(self) -> None:
         self.labels_pipe.send(self._labels_rgba())
         self.points_pipe.send(self._points())
         if self.session.overlay == "pseudo-mask":
             self.refresh_overlay()
+        else:
+            self.hover_pipe.send(self._hover_values())
 
     # ------------------------------------------------------------------ edits from the browser
 
@@ -178,12 +221,29 @@ class AnnotationCanvas:
             return
         self._last_stroke = stroke
         h, _ = self.session.size()
+        path = [views.to_pixel(x, y, h) for x, y in stroke]
         try:
-            self.session.add_scribble([views.to_pixel(x, y, h) for x, y in stroke])
+            if self.tool == "eraser":
+                self.erase(path)
+            else:
+                self.session.add_scribble(path)
         except USER_ERRORS as err:
             self.session.message = str(err)
         self.path_pipe.send([])
         self.refresh_annotations()
+
+    def erase(self, path: list[tuple[float, float]]) -> list[int]:
+        """Remove every point and scribble the eraser stroke ``path`` of ``(row, col)`` touches (the brush
+        width is the eraser's); each removal is an edit that ``z`` takes back. Returns the removed ids."""
+        s = self.session
+        hit = views.touched_items(s.items(), path, s.brush_width / 2)
+        for item_id in hit:
+            s.remove(item_id)
+        s.message = (
+            f"eraser removed {len(hit)} annotation{'s' if len(hit) != 1 else ''} (z brings {'them' if len(hit) > 1 else 'it'} back)"
+            if hit else "eraser: nothing under the stroke (drag over a point or scribble)"
+        )  # fmt: skip
+        return hit
 
     # ------------------------------------------------------------------ tools
 
@@ -191,12 +251,15 @@ class AnnotationCanvas:
         self._toolbar = plot.state.toolbar
 
     def set_tool(self, name: str) -> None:
-        """Make point drawing, freehand drawing or panning the active drag/tap tool."""
+        """Make point drawing, freehand drawing (scribble or eraser) or panning the active drag/tap tool."""
         from bokeh.models import FreehandDrawTool, PanTool, PointDrawTool
 
+        if name not in TOOLS:
+            raise ValueError(f"unknown tool {name!r}; use one of {list(TOOLS)}")
+        self.tool = name
         if self._toolbar is None:
             return
-        kind = {"point": PointDrawTool, "scribble": FreehandDrawTool, "pan": PanTool}[name]
+        kind = {"point": PointDrawTool, "scribble": FreehandDrawTool, "eraser": FreehandDrawTool, "pan": PanTool}[name]
         tool = next((t for t in self._toolbar.tools if isinstance(t, kind)), None)
         if tool is None:
             return

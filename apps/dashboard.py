@@ -45,22 +45,23 @@ from holoviews import streams
 from panel.io.state import set_curdoc
 
 from workbench import views
-from workbench.security import MAX_UPLOAD_BYTES as MAX_IMAGE_BYTES
 from workbench.security import bind_address, check_upload, safe_path
 from workbench.session import DashboardSession, SessionError, leave_a_core, read_run
 
 if not __package__:  # run as a script (python apps/dashboard.py, panel serve): the repository root holds apps/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from apps.annotation_canvas import USER_ERRORS, AnnotationCanvas, KeyboardShortcuts  # noqa: E402
+from apps.annotation_canvas import TOOLS, USER_ERRORS, AnnotationCanvas, KeyboardShortcuts, shortcuts  # noqa: E402
+from apps.uploads import MAX_MESSAGE_FILE_BYTES, SizeCheckedFileInput, size_text  # noqa: E402
 
 pn.extension("tabulator", inline=True)  # BokehJS and Panel's JS from the server or kernel, never a CDN
 hv.extension("bokeh")
 silence(FIXED_SIZING_MODE)  # images are sized by frame_width/frame_height on purpose (square pixels)
 
 MAX_JSON_BYTES = 5_000_000  # a weak-label JSON of a few thousand images
+MAX_IMAGE_BYTES = MAX_MESSAGE_FILE_BYTES  # an image to try the model on: what one websocket message carries
+IMAGE_TYPES = ".png,.jpg,.jpeg,.bmp,.tif,.tiff,.webp"
 POLL_MS = 250  # how often the page reads the trainer's progress
 PROPOSALS_K = 8
-TOOLS = ("point", "scribble", "pan")
 
 
 def plot_pane(obj, **params) -> pn.pane.HoloViews:
@@ -89,6 +90,7 @@ class Dashboard(pn.viewable.Viewer):
         super().__init__(**params)
         self.session = session
         self.canvas = AnnotationCanvas(session)
+        self._before_eraser = "point"
         self._watchers = []
         self._stale: set[str] = set()
         self._generation: dict[str, int] = {}
@@ -107,9 +109,14 @@ class Dashboard(pn.viewable.Viewer):
         next_btn = pn.widgets.Button(label="next (n) ▶", width=120)
         prev_btn.on_click(lambda e: s.step(-1))
         next_btn.on_click(lambda e: s.step(1))
-        self.class_picker = pn.widgets.RadioButtonGroup.from_param(
-            s.param.active_class, label="class (digits)", orientation="vertical", color="light"
-        )
+        self.class_picker = pn.widgets.RadioButtonGroup(
+            options=views.class_button_labels(s.classes, s.novel), value=s.active_class, orientation="vertical",
+            button_style="outline", stylesheets=[views.class_button_css(s.colors, s.novel)], width=250,
+        )  # fmt: skip
+        self.class_picker.param.watch(lambda e: setattr(s, "active_class", e.new), "value")
+        self.help = pn.pane.HTML(views.keys_help_html(shortcuts(len(s.classes))), visible=False, width=250)
+        help_btn = pn.widgets.Button(label="? keys", width=70, description="list the keyboard shortcuts (key ?)")
+        help_btn.on_click(lambda e: self.toggle_help())
         tool = pn.widgets.RadioButtonGroup.from_param(self.param.tool, label="tool", color="primary")
         brush = pn.widgets.FloatSlider.from_param(s.param.brush_width, label="brush width ([ ])", step=1)
         opacity = pn.widgets.FloatSlider.from_param(s.param.opacity, step=0.05)
@@ -119,10 +126,10 @@ class Dashboard(pn.viewable.Viewer):
         redo_btn = pn.widgets.Button(label="redo (Z)", width=95)
         undo_btn.on_click(lambda e: s.undo())
         redo_btn.on_click(lambda e: s.redo())
-        self.legend = pn.pane.HTML(views.legend_html(s.classes, s.colors, s.active_class))
+        self.legend = pn.pane.HTML(views.legend_html(s.classes, s.colors, s.active_class, s.novel))
         self.status = pn.pane.Str(self._status_text(), styles={"font-size": "12px"})
         self.sidebar = pn.Column(
-            pn.Row(prev_btn, next_btn), tool, "**class**", self.class_picker, brush,
+            pn.Row(prev_btn, next_btn, help_btn), self.help, tool, "**class** (digit keys)", self.class_picker, brush,
             pn.Row(undo_btn, redo_btn), overlay, opacity, pn.Accordion(("show classes", visible)),
             self._retrain_box(), self._export_box(), width=280,
         )  # fmt: skip
@@ -139,8 +146,10 @@ class Dashboard(pn.viewable.Viewer):
             "Proposals": pn.Column(),
             "Metrics": pn.Column(),
         }
-        self._image_input = pn.widgets.FileInput(accept=".png,.jpg,.jpeg,.bmp,.tif,.tiff,.webp", width=300)
-        self._image_input.param.watch(self._on_image_upload, "value")
+        self._image_input = SizeCheckedFileInput(
+            self._on_image_upload, partial(self._refused, "image", MAX_IMAGE_BYTES), accept=IMAGE_TYPES,
+            max_bytes=MAX_IMAGE_BYTES,
+        )  # fmt: skip
         self._upload_view = pn.Column(self._image_input, "Upload an image to see the current model's prediction on it.")
         self.tabs = pn.Tabs(("Annotate", annotate), *self._views.items(), ("Your image", self._upload_view))
         self.tabs.param.watch(lambda e: self._render_active(), "active")
@@ -195,11 +204,15 @@ class Dashboard(pn.viewable.Viewer):
             callback=self._labels_bytes, filename="annotations.json", label="Download", width=250
         )
         self.label_format.param.watch(lambda e: setattr(download, "filename", _download_name(e.new)), "value")
-        upload = pn.widgets.FileInput(accept=".json,.xml", width=250)
-        upload.param.watch(self._on_json_upload, "value")
+        upload = SizeCheckedFileInput(
+            self._on_json_upload, partial(self._refused, "labels", MAX_JSON_BYTES), accept=".json,.xml",
+            max_bytes=MAX_JSON_BYTES,
+        )  # fmt: skip
+        self.import_note = pn.pane.Alert("", alert_type="light", visible=False, width=250)
         return pn.Column(
-            "**annotations**", self.label_format, pn.Row(json_btn, png_btn), download, "import (same format):", upload
-        )
+            "**annotations**", self.label_format, pn.Row(json_btn, png_btn), download, "import (same format):", upload,
+            self.import_note,
+        )  # fmt: skip
 
     def __panel__(self):
         return pn.Row(self.sidebar, self.tabs, self.keys, css_classes=[self.keys.scope])
@@ -269,7 +282,13 @@ class Dashboard(pn.viewable.Viewer):
         self._mark_stale(*self._views)
 
     def _on_class(self, event) -> None:
-        self.legend.object = views.legend_html(self.session.classes, self.session.colors, self.session.active_class)
+        s = self.session
+        self.class_picker.value = s.active_class
+        self.legend.object = views.legend_html(s.classes, s.colors, s.active_class, s.novel)
+
+    def toggle_help(self) -> None:
+        """Show or hide the list of keys (the ``?`` button and key)."""
+        self.help.visible = not self.help.visible
 
     def _image_title(self) -> str:
         s = self.session
@@ -289,7 +308,14 @@ class Dashboard(pn.viewable.Viewer):
         self.status.object = self._status_text()
 
     def _on_key(self, key: str) -> None:
-        self._guard(lambda: self.session.handle_key(key))
+        if key == "?":
+            self.toggle_help()
+        elif key == "e":  # the eraser, and back to the tool used before it
+            self.tool, self._before_eraser = (
+                ("eraser", self.tool) if self.tool != "eraser" else (self._before_eraser, "")
+            )
+        else:
+            self._guard(lambda: self.session.handle_key(key))
 
     def _guard(self, fn) -> None:
         try:
@@ -412,7 +438,7 @@ class Dashboard(pn.viewable.Viewer):
         self.run_b.param.watch(update, "value")
         return [
             pn.Row(plot_pane(views.iou_bars(summary, f"model v{s.model_version} on val:")),
-                   plot_pane(views.confusion_heatmap(summary["confusion_matrix"], s.classes))),
+                   plot_pane(views.confusion_heatmap(summary["confusion_matrix"], s.classes, s.novel))),
             plot_pane(views.training_curves(s.run_records())),
             *self._versions_table(),
             pn.Row(self.run_a, self.run_b), self.comparison,
@@ -422,7 +448,8 @@ class Dashboard(pn.viewable.Viewer):
         rows = self.session.version_table()
         if not rows:
             return []
-        frame = pd.DataFrame(rows).round(3)
+        novel = {self.session.classes[c] for c in self.session.novel}
+        frame = pd.DataFrame(rows).round(3).rename(columns={name: name + views.NOVEL_MARK for name in novel})
         return [
             pn.pane.Markdown("**Model versions** (val IoU per class; pick one in the sidebar to make it current)"),
             pn.widgets.Tabulator(
@@ -478,25 +505,36 @@ class Dashboard(pn.viewable.Viewer):
             self.session.message = f"download of the annotations ({self.label_format.value}) prepared"
             return io.BytesIO(path.read_bytes())
 
-    def _on_json_upload(self, event) -> None:
-        if not event.new:
-            return
+    def _on_json_upload(self, name: str, data: bytes) -> None:
+        """Import an annotation file (the format picked above); a bad file is refused with why, naming it."""
         try:
-            if len(event.new) > MAX_JSON_BYTES:
-                raise SessionError(f"upload is {len(event.new)} bytes, over the {MAX_JSON_BYTES} limit")
-            self.session.import_labels_bytes(bytes(event.new), self.label_format.value)
+            count = self.session.import_labels_bytes(data, self.label_format.value)
         except (*USER_ERRORS, UnicodeDecodeError) as err:
-            self.session.message = f"upload refused: {err}"
+            self._note(f"upload refused: {name}: {err}", "danger")
+        else:
+            self._note(f"{name}: {self.session.message}" if count else f"{name}: nothing new to import", "success")
 
-    def _on_image_upload(self, event) -> None:
-        if not event.new:
-            return
+    def _refused(self, what: str, limit: int, name: str, size: int) -> None:
+        """A file the browser did not send: over ``limit`` (``size`` bytes), or unreadable (``size`` -1)."""
+        why = "could not be read" if size < 0 else f"is {size_text(size)}, over the {size_text(limit)} limit"
+        fix = "downscale or recompress the image" if what == "image" else "split it or import it with the CLI"
+        message = f"upload refused: {name} {why}; {fix}"
+        if what == "image":
+            self._upload_view.objects = [self._image_input, pn.pane.Alert(message, alert_type="danger")]
+        else:
+            self._note(message, "danger")
+
+    def _note(self, text: str, kind: str) -> None:
+        self.session.message = text
+        self.import_note.object, self.import_note.alert_type, self.import_note.visible = text, kind, True
+
+    def _on_image_upload(self, name: str, data: bytes) -> None:
         try:
-            image = check_upload(event.new, MAX_IMAGE_BYTES)
+            image = check_upload(data, MAX_IMAGE_BYTES)
         except USER_ERRORS as err:
             self._upload_view.objects = [
                 self._image_input,
-                pn.pane.Alert(f"upload refused: {err}", alert_type="danger"),
+                pn.pane.Alert(f"upload refused: {name}: {err}", alert_type="danger"),
             ]
             return
         s = self.session

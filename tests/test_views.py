@@ -267,15 +267,15 @@ def test_uploads_are_validated(dashboard):
     from PIL import Image
 
     d = dashboard
-    d._on_image_upload(type("E", (), {"new": b"not an image"}))
+    d._on_image_upload("a.png", b"not an image")
     assert isinstance(d._upload_view[1], pn.pane.Alert) and "refused" in d._upload_view[1].object
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buffer, format="PNG")
-    d._on_image_upload(type("E", (), {"new": buffer.getvalue()}))
+    d._on_image_upload("a.png", buffer.getvalue())
     assert isinstance(d._upload_view[1], pn.Row)
-    d._on_json_upload(type("E", (), {"new": b"x" * 6_000_000}))
+    d._refused("labels", 5_000_000, "big.json", 6_000_000)
     assert "over the" in d.session.message
-    d._on_json_upload(type("E", (), {"new": b"\xff\xfe"}))
+    d._on_json_upload("a.json", b"\xff\xfe")
     assert "upload refused" in d.session.message
 
 

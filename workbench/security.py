@@ -82,7 +82,11 @@ def check_upload(
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UnsafeInputError(f"upload refused as a decompression bomb ({err}); upload a smaller image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+    except UnidentifiedImageError:  # its message holds the repr of our BytesIO, which tells the user nothing
+        raise UnsafeInputError(
+            f"upload is not an image this app reads (no {', '.join(UPLOAD_FORMATS)} header); upload an image file"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UnsafeInputError(
             f"upload is not a readable image ({type(err).__name__}: {err}); upload a {', '.join(UPLOAD_FORMATS)} file"
         ) from None

@@ -906,6 +906,10 @@ class DashboardSession(param.Parameterized):
                 weak_set, masks = interchange.import_labels(path, fmt, self.classes)
             except RecursionError:
                 raise SessionError(f"upload is nested too deeply to be a {fmt} export") from None
+            except UnicodeDecodeError as err:
+                raise SessionError(f"upload is not UTF-8 text ({err}); upload a file written by Export") from None
+            except interchange.InterchangeError as err:  # name the upload, not the temporary file it was read from
+                raise SessionError(str(err).replace(str(path), "upload")) from None
         note = f"; {len(masks)} dense masks in the file skipped (the store keeps weak labels)" if masks else ""
         return self._import_new(dict(weak_set.labels), note)
 

@@ -25,6 +25,13 @@ HEAT_CMAP = "inferno"
 CANVAS_WIDTH = 480  # pixels on screen for the longer image side
 GALLERY_COLUMNS = 4
 ANNOTATION_ALPHA = 230  # annotations stay nearly opaque whatever the overlay opacity
+OUTLINE_DARK = (0, 0, 0)  # the outline of drawn annotations alternates dark and light pixels ("marching
+OUTLINE_LIGHT = (255, 255, 255)  # ants"), so it shows over any overlay colour, black and white included
+POINT_SIZE = 11  # screen pixels of a point's marker; its halo is HALO_PX wider on each side
+HALO_PX = 3
+NOVEL_MARK = " (novel)"  # after a novel class's name in every per-class chart and button
+HOVER_CLASS_STRIDE = 256  # the canvas hover layer packs (overlay class, drawn class) into one value
+NO_CLASS = 254  # unlabelled in masks (weak_labels.UNLABELED)
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -102,8 +109,9 @@ def binary_iou(pred: np.ndarray, gt: np.ndarray | None, cls: int, num_classes: i
     return float((a & b).sum() / union) if union else float("nan")
 
 
-def points_data(items: dict, height: int, colors: np.ndarray) -> dict[str, list]:
-    """Columns ``x, y, color, cls, id`` of the points among ``items`` (item id -> annotation), for ``hv.Points``."""
+def points_data(items: dict, height: int, colors: np.ndarray, classes: Sequence[str] | None = None) -> dict[str, list]:
+    """Columns ``x, y, color, cls, id, class`` of the points among ``items`` (item id -> annotation), for
+    ``hv.Points``; ``class`` is the class name the hover shows (the index when ``classes`` is not given)."""
     points = [(i, p) for i, p in items.items() if isinstance(p, Point)]
     hexes = [_hex(colors[p.cls]) for _, p in points]
     return {
@@ -112,7 +120,107 @@ def points_data(items: dict, height: int, colors: np.ndarray) -> dict[str, list]
         "color": hexes,
         "cls": [p.cls for _, p in points],
         "id": [i for i, _ in points],
+        "class": [classes[p.cls] if classes is not None else str(p.cls) for _, p in points],
     }
+
+
+POINT_HOVER = [("class", "@{class}")]  # a point's hover: its class name, never its index or hex colour
+
+
+def halo_data(points: dict[str, list]) -> dict[str, list]:
+    """Only the positions of :func:`points_data`: the dark halo under each point (no hover, no edits)."""
+    return {"x": list(points["x"]), "y": list(points["y"])}
+
+
+def outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """``(H, W)`` bool: pixels within ``width`` pixels (8-neighbourhood) outside the ``True`` region of ``mask``."""
+    mask = np.asarray(mask, bool)
+    grown = mask.copy()
+    for _ in range(width):
+        padded = np.pad(grown, 1)
+        h, w = mask.shape
+        grown = np.zeros_like(mask)
+        for dr in (0, 1, 2):
+            for dc in (0, 1, 2):
+                grown |= padded[dr : dr + h, dc : dc + w]
+    return grown & ~mask
+
+
+def annotation_rgba(mask: np.ndarray, colors: np.ndarray, visible: Sequence[int] | None = None) -> np.ndarray:
+    """Drawn annotations (``(H, W)`` class indices, 254 elsewhere) as RGBA: the class colour, nearly opaque,
+    inside an opaque one-pixel outline of alternating dark and light pixels. Over an overlay of the same
+    class colour, of black or of white, the outline still shows where the annotation is."""
+    rgba = colorize(mask, colors, visible, ANNOTATION_ALPHA / 255)
+    ring = outline(rgba[..., 3] > 0)
+    rows, cols = np.indices(ring.shape)
+    dark = ring & ((rows + cols) % 2 == 0)
+    rgba[dark] = (*OUTLINE_DARK, 255)
+    rgba[ring & ~dark] = (*OUTLINE_LIGHT, 255)
+    return rgba
+
+
+def hover_values(overlay: np.ndarray | None, drawn: np.ndarray) -> np.ndarray:
+    """``(H, W)`` uint16 ``overlay class * 256 + drawn class`` (254 where none) for :func:`class_hover_layer`."""
+    drawn = np.asarray(drawn).astype(np.uint16)
+    under = np.full(drawn.shape, NO_CLASS, np.uint16) if overlay is None else np.asarray(overlay).astype(np.uint16)
+    return under * HOVER_CLASS_STRIDE + drawn
+
+
+def class_hover_layer(values: np.ndarray, classes: Sequence[str]) -> hv.Image:
+    """An invisible layer over the canvas whose hover names the classes under the mouse: the overlay's
+    (prediction, ground truth or pseudo-mask) and the drawn annotation's, never an index or a colour.
+    ``values`` come from :func:`hover_values`."""
+    from bokeh.models import CustomJSHover
+
+    code = """
+      const under = names[Math.floor(value / stride)], drawn = names[value % stride];
+      const parts = [];
+      if (under !== undefined) parts.push(under);
+      if (drawn !== undefined) parts.push("drawn: " + drawn);
+      return parts.length ? parts.join(" | ") : "unlabelled";
+    """
+    names = {str(i): name for i, name in enumerate(classes)} | {"255": "void"}
+    formatter = CustomJSHover(code=code, args={"names": names, "stride": HOVER_CLASS_STRIDE})
+    values = np.asarray(values)
+    return hv.Image(values, bounds=_bounds(values.shape), vdims=["class"]).opts(
+        alpha=0, tools=["hover"], hover_tooltips=[("class", "@image{custom}")], hover_formatters={"@image": formatter},
+        xaxis=None, yaxis=None, colorbar=False, **_frame(*values.shape),
+    )  # fmt: skip
+
+
+def touched_items(items: dict, path: Sequence[tuple[float, float]], radius: float) -> list[int]:
+    """Ids of the points and scribbles among ``items`` that an eraser stroke ``path`` of ``(row, col)``
+    vertices and half-width ``radius`` touches (a scribble's own half-width counts too)."""
+    stroke = densify(path)
+    if len(stroke) == 0:
+        return []
+    hit = []
+    for item_id, item in items.items():
+        if isinstance(item, Point):
+            vertices, reach = np.array([[item.row, item.col]]), radius + 0.5
+        elif hasattr(item, "path"):
+            vertices, reach = densify(item.path), radius + item.width / 2
+        else:
+            continue
+        gaps = np.sqrt(((vertices[:, None] - stroke[None]) ** 2).sum(-1))  # (N, M)
+        if gaps.min() <= reach + ERASER_STEP:
+            hit.append(item_id)
+    return hit
+
+
+ERASER_STEP = 0.5  # pixels between the vertices an eraser hit-test compares (the error it may make)
+
+
+def densify(path: Sequence[tuple[float, float]], step: float = ERASER_STEP) -> np.ndarray:
+    """``(N, 2)`` vertices of the polyline ``path``, with extra ones so that none are over ``step`` apart."""
+    path = np.asarray(path, dtype=np.float64).reshape(-1, 2)
+    if len(path) < 2:
+        return path
+    parts = [path[:1]]
+    for a, b in zip(path[:-1], path[1:]):
+        n = max(1, int(math.ceil(np.linalg.norm(b - a) / step)))
+        parts.append(a + (b - a) * (np.arange(1, n + 1) / n)[:, None])
+    return np.concatenate(parts)
 
 
 def to_pixel(x: float, y: float, height: int) -> tuple[float, float]:
@@ -126,17 +234,61 @@ def per_image_frame(rows: Sequence[dict]) -> pd.DataFrame:
     return frame.sort_values("miou", na_position="last", kind="stable").reset_index(drop=True)
 
 
-def legend_html(classes: Sequence[str], colors: np.ndarray, active: int | None = None) -> str:
-    """A class legend as HTML: a swatch, the shortcut digit and the name of each class."""
+def marked(name: str, cls: int, novel: Sequence[int] = ()) -> str:
+    """A class name as every per-class chart and button shows it: novel classes carry :data:`NOVEL_MARK`."""
+    return f"{name}{NOVEL_MARK}" if cls in novel else name
+
+
+def class_key(cls: int) -> str:
+    """The digit that picks class ``cls`` (1 for the first, 0 for the tenth; none after)."""
+    return str((cls + 1) % 10) if cls < 10 else ""
+
+
+def class_button_labels(classes: Sequence[str], novel: Sequence[int] = ()) -> dict[str, int]:
+    """Button label -> class index: the shortcut digit, the name and, in a weak-shot run, base or novel."""
+    labels = {}
+    for i, name in enumerate(classes):
+        kind = "" if not novel else (" · novel" if i in novel else " · base")
+        labels[f"{class_key(i)} {name}{kind}".strip()] = i
+    return labels
+
+
+def class_button_css(colors: np.ndarray, novel: Sequence[int] = ()) -> str:
+    """A stylesheet for a Panel ``RadioButtonGroup`` of :func:`class_button_labels`: a colour swatch before
+    each label (the class's colour), novel classes' buttons in italics."""
+    rules = [
+        ".bk-btn-group > .bk-btn { text-align: left; }",
+        ".bk-btn-group > .bk-btn::before { content: ''; display: inline-block; width: 12px; height: 12px; "
+        "margin-right: 6px; vertical-align: -1px; border: 1px solid #333; }",
+    ]
+    for i, color in enumerate(colors):
+        rules.append(f".bk-btn-group > .bk-btn:nth-child({i + 1})::before {{ background: {_hex(color)}; }}")
+        if i in novel:
+            rules.append(f".bk-btn-group > .bk-btn:nth-child({i + 1}) {{ font-style: italic; }}")
+    return "\n".join(rules)
+
+
+def legend_html(
+    classes: Sequence[str], colors: np.ndarray, active: int | None = None, novel: Sequence[int] = ()
+) -> str:
+    """A class legend as HTML: a swatch, the shortcut digit and the name of each class (novel ones marked)."""
     rows = []
     for i, (name, color) in enumerate(zip(classes, colors)):
-        key = str((i + 1) % 10) if i < 10 else "&nbsp;"
+        key = class_key(i) or "&nbsp;"
         weight = "bold" if i == active else "normal"
         rows.append(
             f'<div style="font-weight:{weight}"><span style="display:inline-block;width:12px;height:12px;'
-            f'background:{_hex(color)};margin-right:6px;border:1px solid #333"></span>{key} {name}</div>'
+            f'background:{_hex(color)};margin-right:6px;border:1px solid #333"></span>{key} {marked(name, i, novel)}</div>'
         )
     return "".join(rows)
+
+
+def keys_help_html(shortcuts: Sequence[tuple[str, str]]) -> str:
+    """The ``?`` help: a table of ``(keys, what they do)``."""
+    rows = "".join(
+        f"<tr><td style='padding:1px 10px 1px 0'><kbd>{keys}</kbd></td><td>{what}</td></tr>" for keys, what in shortcuts
+    )
+    return f"<b>Keys</b> (click inside the dashboard first)<table>{rows}</table>"
 
 
 def _hex(color) -> str:
@@ -303,10 +455,15 @@ def _fmt(value: float) -> str:
 
 
 def iou_bars(summary: dict, title: str = "") -> hv.Bars:
-    """Per-class IoU bars, base classes blue and novel orange; the title gives mIoU and base/novel/harmonic."""
+    """Per-class IoU bars, base classes blue and novel orange (and named "... (novel)"); the title gives
+    mIoU and base/novel/harmonic."""
     novel = set(summary.get("novel_classes", []))
     rows = [
-        (name, math.nan if v is None else v, "novel" if name in novel else "base")
+        (
+            name + NOVEL_MARK if name in novel else name,
+            math.nan if v is None else v,
+            "novel" if name in novel else "base",
+        )
         for name, v in summary["per_class_iou"].items()
     ]
     head = f"mIoU {_fmt(summary['miou'])}"
@@ -322,13 +479,13 @@ def iou_bars(summary: dict, title: str = "") -> hv.Bars:
     )  # fmt: skip
 
 
-def confusion_heatmap(cm: np.ndarray | Sequence, classes: Sequence[str]) -> hv.HeatMap:
-    """Row-normalised confusion matrix (rows ground truth, columns prediction); hover shows counts."""
+def confusion_heatmap(cm: np.ndarray | Sequence, classes: Sequence[str], novel: Sequence[int] = ()) -> hv.HeatMap:
+    """Row-normalised confusion matrix (rows ground truth, columns prediction); hover shows counts;
+    ``novel`` class indices are named "... (novel)"."""
     cm = np.asarray(cm, dtype=np.float64)
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    cells = [
-        (classes[p], classes[t], share[t, p], int(cm[t, p])) for t in range(len(classes)) for p in range(len(classes))
-    ]
+    names = [marked(name, i, novel) for i, name in enumerate(classes)]
+    cells = [(names[p], names[t], share[t, p], int(cm[t, p])) for t in range(len(names)) for p in range(len(names))]
     return hv.HeatMap(cells, kdims=["prediction", "ground truth"], vdims=["share", "pixels"]).opts(
         cmap="Blues", clim=(0, 1), colorbar=True, xrotation=45, invert_yaxis=True, tools=["hover"],
         width=CANVAS_WIDTH, height=CANVAS_WIDTH - 40, title="confusion (row-normalised)",
@@ -367,15 +524,17 @@ def _finite(value) -> bool:
 
 
 def compare_runs(first: dict, second: dict) -> hv.Bars | hv.Text:
-    """Per-class IoU of two runs side by side (``read_run`` dicts with a ``summary``)."""
+    """Per-class IoU of two runs side by side (``read_run`` dicts with a ``summary``); a class novel in
+    either run is named "... (novel)"."""
     missing = [r["name"] for r in (first, second) if not r.get("summary")]
     if missing:
         return unavailable("two runs", f"no report.json in {', '.join(missing)}: evaluate the run first")
+    novel = {n for run in (first, second) for n in run["summary"].get("novel_classes") or [] if isinstance(n, str)}
     rows = []
     for run in (first, second):
         label = f"{run['name']} ({_fmt(run['summary']['miou'])})"
         for name, v in run["summary"]["per_class_iou"].items():
-            rows.append((name, label, math.nan if v is None else v))
+            rows.append((name + NOVEL_MARK if name in novel else name, label, math.nan if v is None else v))
     return hv.Bars(rows, kdims=["class", "run"], vdims=["IoU"]).opts(
         ylim=(0, 1), xrotation=45, width=CANVAS_WIDTH + 200, height=320, tools=["hover"],
         title=f"{first['name']} vs {second['name']}", multi_level=False, color=hv.dim("run"), cmap="Category10",
