@@ -3,6 +3,8 @@ its keyboard shortcuts, which reach Python only while the dashboard has the focu
 
 from __future__ import annotations
 
+import dataclasses
+
 import holoviews as hv
 import numpy as np
 import param
@@ -12,7 +14,7 @@ from panel.custom import JSComponent
 
 from workbench import views
 from workbench.session import DashboardSession, SessionError
-from workbench.weak_labels import WeakLabelError
+from workbench.weak_labels import WeakLabelError, rasterize
 
 MAX_POINTS = 10_000
 USER_ERRORS = (WeakLabelError, SessionError, ValueError)
@@ -154,8 +156,10 @@ class AnnotationCanvas:
         return views.colorize(mask, s.colors, s.visible_classes, s.opacity)
 
     def _labels_rgba(self) -> np.ndarray:
+        """Scribbles and boxes, outlined; points are drawn by the points layer (with their own outline)."""
         s = self.session
-        return views.annotation_rgba(s.annotation_mask(), s.colors, s.visible_classes)
+        strokes = rasterize(dataclasses.replace(s.weak_labels(), points=()))
+        return views.annotation_rgba(strokes, s.colors, s.visible_classes)
 
     def _hover_values(self) -> np.ndarray:
         return views.hover_values(self._overlay_mask, self.session.annotation_mask())

@@ -115,7 +115,7 @@ class Dashboard(pn.viewable.Viewer):
         )  # fmt: skip
         self.class_picker.param.watch(lambda e: setattr(s, "active_class", e.new), "value")
         self.help = pn.pane.HTML(views.keys_help_html(shortcuts(len(s.classes))), visible=False, width=250)
-        help_btn = pn.widgets.Button(label="? keys", width=70, description="list the keyboard shortcuts (key ?)")
+        help_btn = pn.widgets.Button(label="? keys", width=80, description="list the keyboard shortcuts (key ?)")
         help_btn.on_click(lambda e: self.toggle_help())
         tool = pn.widgets.RadioButtonGroup.from_param(self.param.tool, label="tool", color="primary")
         brush = pn.widgets.FloatSlider.from_param(s.param.brush_width, label="brush width ([ ])", step=1)
@@ -129,13 +129,13 @@ class Dashboard(pn.viewable.Viewer):
         self.legend = pn.pane.HTML(views.legend_html(s.classes, s.colors, s.active_class, s.novel))
         self.status = pn.pane.Str(self._status_text(), styles={"font-size": "12px"})
         self.sidebar = pn.Column(
-            pn.Row(prev_btn, next_btn, help_btn), self.help, tool, "**class** (digit keys)", self.class_picker, brush,
+            pn.Row(prev_btn, next_btn), tool, "**class** (digit keys)", self.class_picker, brush,
             pn.Row(undo_btn, redo_btn), overlay, opacity, pn.Accordion(("show classes", visible)),
             self._retrain_box(), self._export_box(), width=280,
         )  # fmt: skip
         annotate = pn.Column(
-            self.image_name,
-            pn.Row(plot_pane(self.canvas.plot, css_classes=["annotation-canvas"]), self.legend),
+            pn.Row(self.image_name, help_btn),
+            pn.Row(plot_pane(self.canvas.plot, css_classes=["annotation-canvas"]), pn.Column(self.legend, self.help)),
             self.status,
         )
         self._views = {
