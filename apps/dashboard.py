@@ -18,7 +18,8 @@ Show it in a JupyterLab cell (JupyterLab started in the repository root)::
 
 This file is layout only: state and torch work live in :mod:`workbench.session`, drawing in
 :mod:`workbench.views`. Keys: digits pick the class, ``[`` ``]`` brush width, ``z`` undo,
-``Z`` redo, ``n``/``p`` next/previous image. Every edit is stored in SQLite at once.
+``Z`` redo, ``n``/``p`` next/previous image, ``e`` eraser, ``?`` the list of keys. Every edit is
+stored in SQLite at once.
 """
 
 from __future__ import annotations
