@@ -213,11 +213,11 @@ ERASER_STEP = 0.5  # pixels between the vertices an eraser hit-test compares (th
 
 def densify(path: Sequence[tuple[float, float]], step: float = ERASER_STEP) -> np.ndarray:
     """``(N, 2)`` vertices of the polyline ``path``, with extra ones so that none are over ``step`` apart."""
-    path = np.asarray(path, dtype=np.float64).reshape(-1, 2)
-    if len(path) < 2:
-        return path
-    parts = [path[:1]]
-    for a, b in zip(path[:-1], path[1:]):
+    vertices = np.asarray(path, dtype=np.float64).reshape(-1, 2)
+    if len(vertices) < 2:
+        return vertices
+    parts = [vertices[:1]]
+    for a, b in zip(vertices[:-1], vertices[1:]):
         n = max(1, int(math.ceil(np.linalg.norm(b - a) / step)))
         parts.append(a + (b - a) * (np.arange(1, n + 1) / n)[:, None])
     return np.concatenate(parts)
