@@ -275,3 +275,44 @@ def test_every_per_class_chart_marks_novel_classes():
 
     for chart in (bars.opts(title="model v3 on val: mIoU 0.50 | base 0.70 novel 0.10 harmonic 0.17"), heat, compare):
         assert page_problems(chart) == [], chart
+
+
+@pytest.fixture(scope="module")
+def weakshot_run(tmp_path_factory, synthetic_root):
+    from workbench.engine import TrainConfig, train
+    from workbench.methods import simformer
+
+    out = tmp_path_factory.mktemp("feel_runs") / "simformer"
+    config = TrainConfig(data=str(synthetic_root), out=str(out), epochs=1, batch_size=4, novel="ring,cross")
+    train(simformer, simformer.Config(), config)
+    return out
+
+
+def test_every_tab_of_a_weakshot_run_marks_novel_classes_and_clips_no_title(weakshot_run, tmp_path):
+    """The figures the tabs show, as a user sees them: titles fit their plots, nothing draws empty,
+    and every per-class chart names the novel classes as novel."""
+    from apps.dashboard import Dashboard
+    from workbench.plots import page_problems
+    from workbench.session import DashboardSession
+
+    s = DashboardSession.open(run=weakshot_run, store=tmp_path / "s.sqlite")
+    try:
+        d = Dashboard(s)
+        novel = [s.classes[c] for c in s.novel]
+        assert sorted(novel) == ["cross", "ring"]
+        assert [label for label in d.class_picker.options if "novel" in label] == ["7 ring · novel", "8 cross · novel"]
+        assert "ring (novel)" in d.legend.object
+        problems = []
+        for title, render in [("Where to click", d._uncertainty_view), ("Affinity", d._affinity_view), ("CAM vs pseudo-mask", d._cam_view),
+                              ("Proposals", d._proposals_view), ("Metrics", d._metrics_view)]:  # fmt: skip
+            for pane in pn.Column(*render()).select(pn.pane.HoloViews):
+                problems += [f"{title}: {p}" for p in page_problems(pane.object)]
+        assert problems == [], problems
+        metrics = pn.Column(*d._metrics_view())
+        bars, heat = (p.object for p in metrics.select(pn.pane.HoloViews)[:2])
+        assert {f"{n} (novel)" for n in novel} <= set(bars.data["class"]) and "sky (novel)" not in set(
+            bars.data["class"]
+        )
+        assert {f"{n} (novel)" for n in novel} <= set(heat.data["prediction"])
+    finally:
+        s.close()

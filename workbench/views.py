@@ -325,11 +325,16 @@ def mask_element(
 
 
 def heatmap_element(
-    values: np.ndarray, alpha: float = 0.6, clim: tuple[float, float] = (0.0, 1.0), cmap: str = HEAT_CMAP
+    values: np.ndarray,
+    alpha: float = 0.6,
+    clim: tuple[float, float] = (0.0, 1.0),
+    cmap: str = HEAT_CMAP,
+    label: str = "value",
 ) -> hv.Image:
-    """A continuous ``(H, W)`` map (CAM, affinity, uncertainty) as a colormapped layer; NaN is transparent."""
+    """A continuous ``(H, W)`` map (CAM, affinity, uncertainty) as a colormapped layer; NaN is transparent.
+    ``label`` names the value (the colourbar's title and the hover's)."""
     values = np.asarray(values, dtype=np.float32)
-    return hv.Image(values, bounds=_bounds(values.shape)).opts(
+    return hv.Image(values, bounds=_bounds(values.shape), vdims=[label]).opts(
         cmap=cmap, alpha=alpha, clim=clim, colorbar=True, xaxis=None, yaxis=None, tools=["hover"],
         clipping_colors={"NaN": "transparent"}, **_frame(*values.shape),
     )  # fmt: skip
@@ -349,7 +354,7 @@ def uncertainty_view(image: np.ndarray, probs: np.ndarray, kind: str = "entropy"
     h = values.shape[0]
     spots = top_pixels(values, k)
     marks = hv.Points([(c + 0.5, h - r - 0.5) for r, c in spots]).opts(marker="x", size=18, color="cyan", line_width=3)
-    return (image_element(image) * heatmap_element(values) * marks).opts(
+    return (image_element(image) * heatmap_element(values, label=kind) * marks).opts(
         title=f"{kind}: click near the crosses next (mean {values.mean():.2f})"
     )
 
@@ -366,11 +371,13 @@ def affinity_layer(
     if values is None or pixel is None:
         if shape is None:
             return hv.Overlay([hv.Points([]).opts(color="cyan")])
-        empty = heatmap_element(np.full(shape, np.nan, dtype=np.float32))
+        empty = heatmap_element(np.full(shape, np.nan, dtype=np.float32), label="affinity")
         return (empty * hv.Points([]).opts(marker="circle", size=12, color="cyan")).opts(title="")
     h = values.shape[0]
     mark = hv.Points([(pixel[1] + 0.5, h - pixel[0] - 0.5)]).opts(marker="circle", size=12, color="cyan")
-    return (heatmap_element(values) * mark).opts(title=f"affinity to ({pixel[0]}, {pixel[1]}): {source}")
+    return (heatmap_element(values, label="affinity") * mark).opts(
+        title=f"affinity to ({pixel[0]}, {pixel[1]}): {source}"
+    )
 
 
 def affinity_view(image: np.ndarray, values: np.ndarray | None, pixel: tuple[int, int] | None, source: str = ""):
@@ -394,7 +401,7 @@ def cam_vs_pseudo_view(
         left = unavailable(f"Grad-CAM: {name}", cam)
     else:
         iou = binary_iou(cam >= threshold, gt, cls, c)
-        left = (image_element(image) * heatmap_element(cam)).opts(
+        left = (image_element(image) * heatmap_element(cam, label="Grad-CAM")).opts(
             title=f"Grad-CAM {name}: IoU {_fmt(iou)} (CAM >= {threshold:g})"
         )
     if isinstance(pseudo, str):
