@@ -303,8 +303,9 @@ def test_every_tab_of_a_weakshot_run_marks_novel_classes_and_clips_no_title(weak
         assert [label for label in d.class_picker.options if "novel" in label] == ["7 ring · novel", "8 cross · novel"]
         assert "ring (novel)" in d.legend.object
         problems = []
-        for title, render in [("Where to click", d._uncertainty_view), ("Affinity", d._affinity_view), ("CAM vs pseudo-mask", d._cam_view),
-                              ("Proposals", d._proposals_view), ("Metrics", d._metrics_view)]:  # fmt: skip
+        tabs = {"Where to click": d._uncertainty_view, "Affinity": d._affinity_view, "CAM vs pseudo-mask": d._cam_view,
+                "Proposals": d._proposals_view, "Metrics": d._metrics_view}  # fmt: skip
+        for title, render in tabs.items():
             for pane in pn.Column(*render()).select(pn.pane.HoloViews):
                 problems += [f"{title}: {p}" for p in page_problems(pane.object)]
         assert problems == [], problems
