@@ -84,7 +84,7 @@ def check_upload(
         raise UnsafeInputError(f"upload refused as a decompression bomb ({err}); upload a smaller image") from None
     except UnidentifiedImageError:  # its message holds the repr of our BytesIO, which tells the user nothing
         raise UnsafeInputError(
-            f"upload is not an image this app reads (no {', '.join(UPLOAD_FORMATS)} header); upload an image file"
+            f"upload is not a readable image (no {', '.join(UPLOAD_FORMATS)} header found); upload an image file"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UnsafeInputError(
