@@ -144,7 +144,7 @@ class AnnotationCanvas:
         s = self.session
         mask = None
         if s.overlay == "prediction":
-            mask = s.prediction()
+            mask = s.shown_prediction()  # a retrain's preview of this image while its val check runs
         elif s.overlay == "ground truth":
             mask = s.ground_truth()
         elif s.overlay == "pseudo-mask":

@@ -226,7 +226,7 @@ class Dashboard(pn.viewable.Viewer):
             (self._on_index, ["index"]),
             (lambda e: self.canvas.refresh_annotations(), ["annotation_version"]),
             (self._on_model, ["model_version"]),
-            (lambda e: self.canvas.refresh_overlay(), ["overlay", "opacity"]),
+            (lambda e: self.canvas.refresh_overlay(), ["overlay", "opacity", "preview"]),
             (lambda e: self.canvas.refresh_image(), ["visible"]),
             (self._on_class, ["active_class"]),
             (

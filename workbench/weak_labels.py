@@ -565,15 +565,25 @@ def load_weak_labels(path: str | Path) -> WeakLabelSet:
         ) from None
     except OSError as err:
         raise WeakLabelError(f"{path}: cannot read the weak-label file ({err}); pass a readable JSON file") from None
-    doc = parse_json_text(text, str(path))
+    return weak_labels_from_text(text, str(path))
+
+
+def weak_labels_from_text(text: str | bytes, where: str, classes: tuple[str, ...] | None = None) -> WeakLabelSet:
+    """Parse and validate the text of a weak-label JSON file (a file or an upload; errors name ``where``);
+    with ``classes``, a file written for other classes is refused before its records are read."""
+    doc = parse_json_text(text, where)
     if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT or not isinstance(doc.get("images"), dict):
-        raise WeakLabelError(f"{path}: not a weak-label file (expected 'format': '{JSON_FORMAT}', 'classes', 'images')")
-    classes = doc.get("classes", [])
+        raise WeakLabelError(
+            f"{where}: not a weak-label file (expected 'format': '{JSON_FORMAT}', 'classes', 'images')"
+        )
+    expected, classes = classes, doc.get("classes", [])
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise WeakLabelError(f"{path}: 'classes' must be a list of class names, got {classes!r:.80}")
+        raise WeakLabelError(f"{where}: 'classes' must be a list of class names, got {classes!r:.80}")
     classes = tuple(classes)
+    if expected is not None and classes != tuple(expected):
+        raise WeakLabelError(f"{where}: written for classes {list(classes)}, this dataset has {list(expected)}")
     labels = {}
     for name, rec in doc["images"].items():
-        weak = from_json_dict(rec, where=f"{path}: image {name!r}")
-        labels[name] = weak.validate(len(classes), where=f"{path}: image {name!r}")
+        weak = from_json_dict(rec, where=f"{where}: image {name!r}")
+        labels[name] = weak.validate(len(classes), where=f"{where}: image {name!r}")
     return WeakLabelSet(classes, labels)
