@@ -539,3 +539,86 @@ def test_two_dashboards_over_one_session_keep_their_own_view_state(session):
     assert [p.cls for p in session.items().values()] == [2]
     b.sync()
     assert b.canvas.points_pipe.data["cls"] == [2] and "1 points" in b.status.object
+
+
+def test_the_mask_follows_a_retrain_before_the_val_check_and_the_gate_still_decides(session, monkeypatch):
+    """The edited image's new prediction shows as soon as training ends; the version changes only after the
+    val check, and a retrain that lowers val mIoU still replaces nothing."""
+    import threading
+    import time
+
+    label_some_pixels(session)
+    worse = {**session.evaluate("val"), "miou": session.evaluate("val")["miou"] - 0.1}
+    checked = threading.Event()
+    monkeypatch.setattr(session.outputs, "evaluate_model", lambda model, split="val": checked.wait(60) and worse)
+    before = session.prediction().copy()
+    session.retrain("quick")
+    deadline = time.monotonic() + 120
+    while session.poll() and session.preview is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session.preview == 1 and session.model_version == 0 and session.trainer.running
+    assert "the mask shows v1" in session.message
+    shown = session.shown_prediction()
+    assert np.array_equal(shown, session.outputs.peek(1, ("probs", session.index)).argmax(0))
+    assert np.array_equal(session.prediction(), before)  # the current model is still v0 everywhere else
+    session.index = 1
+    assert np.array_equal(session.shown_prediction(), session.prediction())  # the preview is of the edited image
+    session.index = 0
+    checked.set()
+    session.wait(timeout=60)
+    assert session.preview is None and session.model_version == 0 and "lowered val mIoU" in session.message
+    assert np.array_equal(session.shown_prediction(), before)
+    session.accept_pending()
+    assert np.array_equal(session.prediction(), shown)  # the preview was the new version's own prediction
+
+
+def scripted_val(session, monkeypatch, scores):
+    """Retrains' val mIoU taken from ``scores`` in turn (the real summary otherwise)."""
+    real, scores = session.evaluate("val"), iter(scores)
+    monkeypatch.setattr(session.outputs, "evaluate_model", lambda model, split="val": {**real, "miou": next(scores)})
+    return real
+
+
+def retrain_times(session, n: int) -> None:
+    for _ in range(n):
+        session.retrain("quick")
+        assert session.wait(timeout=120)["finished"] == "done"
+
+
+def test_old_versions_leave_memory_but_the_current_and_the_best_stay(synthetic_root, tmp_path, monkeypatch):
+    s = DashboardSession.open(
+        data=synthetic_root, store=tmp_path / "m.sqlite", out=tmp_path / "out",
+        quick=QuickConfig(steps=1, replay=0), max_versions_in_memory=2,
+    )  # fmt: skip
+    s.accept_worse = True
+    s.add_point(3, 3)
+    opened = s.probabilities().copy()
+    scripted_val(s, monkeypatch, [0.9, 0.1, 0.2])  # v1 is the best
+    retrain_times(s, 3)
+    table = {r["version"]: r["weights"] for r in s.version_table()}
+    assert table == {0: "disk", 1: "memory", 2: "disk", 3: "memory"} and s.model_version == 3
+    assert "v2 moved to" in s.message and (tmp_path / "out" / "versions" / "v2.pt").is_file()
+    s.use_version(0)  # back from disk, the exact weights
+    assert np.allclose(s.probabilities(), opened)
+    assert {r["version"]: r["weights"] for r in s.version_table()} == {0: "memory", 1: "memory", 2: "disk", 3: "disk"}
+    with pytest.raises(SessionError, match="at least 2"):
+        DashboardSession.open(data=synthetic_root, store=tmp_path / "m.sqlite", max_versions_in_memory=1)
+    s.close()
+
+
+def test_versions_that_cannot_be_written_are_dropped_with_a_message(synthetic_root, tmp_path, monkeypatch):
+    (tmp_path / "not-a-folder").write_text("a file where the versions folder would go")
+    s = DashboardSession.open(
+        data=synthetic_root, store=tmp_path / "d.sqlite", out=tmp_path / "not-a-folder",
+        quick=QuickConfig(steps=1, replay=0), max_versions_in_memory=2,
+    )  # fmt: skip
+    s.accept_worse = True
+    s.add_point(3, 3)
+    scripted_val(s, monkeypatch, [0.9, 0.1])
+    retrain_times(s, 2)
+    assert "dropped v0" in s.message and "could not write" in s.message
+    assert {r["version"]: r["weights"] for r in s.version_table()} == {0: "dropped", 1: "memory", 2: "memory"}
+    with pytest.raises(SessionError, match="dropped from memory"):
+        s.use_version(0)
+    assert s.model_version == 2
+    s.close()

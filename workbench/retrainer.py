@@ -524,7 +524,7 @@ class Retrainer:
             else:
                 self.use_version(version.number)
                 message += f"; val mIoU {before:.3f} -> {after:.3f}"
-            message += self._limit_memory()
+            message += self.limit_memory()
         snapshot["message"] = message
         snapshot["finished"] = status
         return snapshot
@@ -540,8 +540,9 @@ class Retrainer:
         self.outputs.record_summary(number, summary)
         return version
 
-    def _limit_memory(self) -> str:
-        """Move the weights of old versions to disk so that at most ``max_in_memory`` stay in memory."""
+    def limit_memory(self) -> str:
+        """Move the weights of old versions to disk so that at most ``max_in_memory`` stay in memory
+        (the current, the best and a pending one always stay); a note for the user, empty when nothing moved."""
         held = [v for v in self.versions if v.state is not None]
         if len(held) <= self.max_in_memory:
             return ""

@@ -525,7 +525,10 @@ class DashboardSession(param.Parameterized):
         """Make model version ``number`` current again (its weights, cached outputs and val summary)."""
         version = self.retrainer.use_version(number)
         self.model_version = number
-        self.message = f"model v{number} ({version.label}) is current: val mIoU {version.summary['miou']:.3f}"
+        self.message = (
+            f"model v{number} ({version.label}) is current: val mIoU {version.summary['miou']:.3f}"
+            + self.retrainer.limit_memory()
+        )
 
     def accept_pending(self) -> None:
         """Make the retrain that lowered val mIoU current anyway."""
