@@ -93,8 +93,8 @@ class Dashboard(pn.viewable.Viewer):
         self.canvas = AnnotationCanvas(session)
         self._before_eraser = "point"
         self._watchers = []
-        self._stale: set[str] = set()
-        self._generation: dict[str, int] = {}
+        self.shown: dict[str, list] = {}  # what each tab of TABS shows now (built when the tab is first opened)
+        self._built: dict[str, dict] = {}  # the session state each tab was built from
         self._poller = None
         self._syncer = None
         self._build()
@@ -139,22 +139,26 @@ class Dashboard(pn.viewable.Viewer):
             pn.Row(plot_pane(self.canvas.plot, css_classes=["annotation-canvas"]), pn.Column(self.legend, self.help)),
             self.status,
         )
-        self._views = {
-            "Images": pn.Column(),
-            "Where to click": pn.Column(),
-            "Affinity": pn.Column(),
-            "CAM vs pseudo-mask": pn.Column(),
-            "Proposals": pn.Column(),
-            "Metrics": pn.Column(),
-        }
         self._image_input = SizeCheckedFileInput(
             self._on_image_upload, partial(self._refused, "image", MAX_IMAGE_BYTES), accept=IMAGE_TYPES,
             max_bytes=MAX_IMAGE_BYTES,
         )  # fmt: skip
         self._upload_view = pn.Column(self._image_input, "Upload an image to see the current model's prediction on it.")
-        self.tabs = pn.Tabs(("Annotate", annotate), *self._views.items(), ("Your image", self._upload_view))
-        self.tabs.param.watch(lambda e: self._render_active(), "active")
-        self._stale = set(self._views)
+        # Panel's lazy tabs: only the active tab is sent to the browser (dynamic=True), and each view is a
+        # function bound to the session params it reads, first called when its tab is shown (lazy=True)
+        self.titles = ["Annotate", *TABS, "Your image"]
+        self.tabs = pn.Tabs(dynamic=True)
+        views_ = [
+            pn.param.ParamFunction(
+                pn.bind(
+                    self._tab_view, title, active=self.tabs.param.active, **{n: s.param[n] for n in TABS[title][1]}
+                ),
+                lazy=True,
+                loading_indicator=True,
+            )
+            for title in TABS
+        ]
+        self.tabs.extend(list(zip(self.titles, [annotate, *views_, self._upload_view])))
 
     def _retrain_box(self) -> pn.Column:
         s = self.session
@@ -170,11 +174,11 @@ class Dashboard(pn.viewable.Viewer):
         self.retrain_btn.on_click(lambda e: self._retrain())
         self.cancel_btn.on_click(lambda e: s.cancel())
         self.version_picker = pn.widgets.Select(name="model version", options=self._version_options(), width=250)
-        use_btn = pn.widgets.Button(label="make current", width=120)
-        use_btn.on_click(lambda e: self._guard(lambda: s.use_version(self.version_picker.value)))
+        self.use_btn = pn.widgets.Button(label="make current", width=120)
+        self.use_btn.on_click(lambda e: self._guard(lambda: s.use_version(self.version_picker.value)))
         return pn.Column(
             "**retrain in place**", mode, pn.Row(self.retrain_btn, self.cancel_btn), self.progress, self.train_text,
-            self.loss_pane, self.version_picker, use_btn,
+            self.loss_pane, self.version_picker, self.use_btn,
         )  # fmt: skip
 
     def _version_options(self) -> dict:
@@ -184,6 +188,7 @@ class Dashboard(pn.viewable.Viewer):
         options = {}
         for v in s.versions:
             mark = " - current" if v.number == s.model_version else (" - not used" if v is s.pending else "")
+            mark += {"memory": "", "disk": " (on disk)", "dropped": " (dropped)"}[v.kept]
             options[f"v{v.number} {v.label}: val mIoU {v.summary['miou']:.3f}{mark}"] = v.number
         return options
 
@@ -226,6 +231,7 @@ class Dashboard(pn.viewable.Viewer):
             (self._on_index, ["index"]),
             (lambda e: self.canvas.refresh_annotations(), ["annotation_version"]),
             (self._on_model, ["model_version"]),
+            (lambda e: self._refresh_versions(), ["versions_listed"]),
             (lambda e: self.canvas.refresh_overlay(), ["overlay", "opacity", "preview"]),
             (lambda e: self.canvas.refresh_image(), ["visible"]),
             (self._on_class, ["active_class"]),
@@ -233,8 +239,6 @@ class Dashboard(pn.viewable.Viewer):
                 lambda e: self._update_status(),
                 ["index", "message", "annotation_version", "model_version", "brush_width"],
             ),
-            (lambda e: self._mark_stale("Where to click"), ["uncertainty"]),
-            (lambda e: self._mark_stale("CAM vs pseudo-mask"), ["active_class", "annotation_version"]),
         ]
         self._watchers = [s.param.watch(self._in_own_document(fn), names) for fn, names in on]
         self.param.watch(lambda e: self.canvas.set_tool(e.new), "tool")
@@ -275,12 +279,10 @@ class Dashboard(pn.viewable.Viewer):
     def _on_index(self, event) -> None:
         self.image_name.object = self._image_title()
         self.canvas.refresh_image()
-        self._mark_stale(*[v for v in self._views if v != "Metrics"])
 
     def _on_model(self, event) -> None:
         self._refresh_versions()
         self.canvas.refresh_overlay()
-        self._mark_stale(*self._views)
 
     def _on_class(self, event) -> None:
         s = self.session
@@ -326,146 +328,27 @@ class Dashboard(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ lazy tabs
 
-    def _mark_stale(self, *names: str) -> None:
-        self._stale.update(names)
-        self._render_active()
+    def _tab_view(self, title: str, active: int, **state):
+        """The bound view of tab ``title``: built when the tab is open and the session state it reads has
+        changed since it was built (a hidden tab keeps its content until it is opened again). The build
+        runs in a thread, so the page stays responsive; Panel keeps only the newest of overlapping builds."""
+        if self.titles[active] != title or self._built.get(title) == state:
+            raise param.Skip
+        self._built[title] = state
+        return self._build_tab(title)
 
-    def _render_active(self) -> None:
-        """Build the open tab if its data changed; the work runs in a thread so the page stays responsive."""
-        title = self.tabs._names[self.tabs.active] if self.tabs.active < len(self.tabs) else ""
-        if title not in self._stale:
-            return
-        self._stale.discard(title)
-        generation = self._generation[title] = self._generation.get(title, 0) + 1
-        render = {
-            "Images": self._images_view,
-            "Where to click": self._uncertainty_view,
-            "Affinity": self._affinity_view,
-            "CAM vs pseudo-mask": self._cam_view,
-            "Proposals": self._proposals_view,
-            "Metrics": self._metrics_view,
-        }[title]
-        view = self._views[title]
-
-        async def build() -> None:
-            view.loading = True
-            try:
-                objects = await asyncio.to_thread(render)
-            except USER_ERRORS as err:
-                objects = [pn.pane.Alert(str(err), alert_type="warning")]
-            finally:
-                view.loading = False
-            if self._generation[title] == generation:  # a newer build was asked for meanwhile: keep that one
-                view.objects = objects
-
-        pn.state.execute(build)
-
-    def _image_table(self, frame: pd.DataFrame, bar_column: str, size: int) -> pn.widgets.Tabulator:
-        """One row an image (``frame`` has an ``index`` column), ``bar_column`` drawn as a 0..1 bar;
-        clicking a row opens that image in the Annotate tab."""
-        table = pn.widgets.Tabulator(
-            frame, disabled=True, show_index=False, height=size, width=size, selectable=False,
-            formatters={bar_column: {"type": "progress", "max": 1, "legend": True}},
-        )  # fmt: skip
-
-        def open_row(event) -> None:
-            self.session.index = int(frame.loc[event.row, "index"])
-            self.tabs.active = 0
-
-        table.on_click(open_row)
-        return table
-
-    def _images_view(self) -> list:
-        s = self.session
-        table = self._image_table(views.per_image_frame(s.per_image_iou()), "miou", 500)
-        return [pn.pane.Markdown(f"Per-image mIoU on **{s.split}**, worst first: click a row to open it."), table]
-
-    def _uncertainty_view(self) -> list:
-        s = self.session
-        kind = pn.widgets.RadioButtonGroup.from_param(s.param.uncertainty)
-        table = self._image_table(pd.DataFrame(s.uncertainty_ranking()).round(3), "uncertainty", 420)
-        note = (
-            f"**Which image next**: every image of **{s.split}** by the model's mean {s.uncertainty} (no ground "
-            "truth used), most uncertain first; click a row to annotate it. **Where in this image**: the map."
-        )
-        return [
-            kind,
-            pn.pane.Markdown(note),
-            pn.Row(table, plot_pane(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))),
-        ]
-
-    def _affinity_view(self) -> list:
-        s = self.session
-        if s.features() is None:
-            return [plot_pane(views.unavailable("affinity", "not available for this model (no pixel features)"))]
-        image = views.image_element(s.image(), title="click a pixel to see its affinity")
-        tap = streams.Tap(source=image, x=None, y=None)
-        h, w = s.size()
-
-        def layer(x, y):
-            if x is None or y is None:
-                return views.affinity_layer(None, None, shape=(h, w))
-            row, col = views.to_pixel(x, y, h)
-            pixel = (int(np.clip(round(row), 0, h - 1)), int(np.clip(round(col), 0, w - 1)))
-            values, source = s.affinity(*pixel)
-            return views.affinity_layer(values, pixel, source)
-
-        return [plot_pane(image * hv.DynamicMap(layer, streams=[tap]))]
-
-    def _cam_view(self) -> list:
-        s = self.session
-        view = views.cam_vs_pseudo_view(
-            s.image(), s.cam(), s.point_pseudo_mask(), s.ground_truth(), s.active_class, s.classes, s.colors
-        )
-        note = "Class: the active class (digits). The pseudo-mask grows from this image's points and scribbles."
-        return [pn.pane.Markdown(note), plot_pane(view)]
-
-    def _proposals_view(self) -> list:
-        s = self.session
-        return [plot_pane(views.proposal_view(s.image(), s.proposals(), PROPOSALS_K, s.classes, s.colors))]
-
-    def _metrics_view(self) -> list:
-        s = self.session
-        summary = s.evaluate("val")
-        runs = [str(p.relative_to(s.runs_root)) for p in s.runs()]  # names relative to the runs root, never paths
-        self.run_a = pn.widgets.Select(label="run A", options=runs, value=runs[0] if runs else None, width=250)
-        self.run_b = pn.widgets.Select(label="run B", options=runs, value=runs[-1] if runs else None, width=250)
-        self.comparison = pn.Column(self._compare(self.run_a.value, self.run_b.value))
-
-        def update(event) -> None:
-            self.comparison.objects = [self._compare(self.run_a.value, self.run_b.value)]
-
-        self.run_a.param.watch(update, "value")
-        self.run_b.param.watch(update, "value")
-        return [
-            pn.Row(plot_pane(views.iou_bars(summary, f"model v{s.model_version} on val:")),
-                   plot_pane(views.confusion_heatmap(summary["confusion_matrix"], s.classes, s.novel))),
-            plot_pane(views.training_curves(s.run_records())),
-            *self._versions_table(),
-            pn.Row(self.run_a, self.run_b), self.comparison,
-        ]  # fmt: skip
-
-    def _versions_table(self) -> list:
-        rows = self.session.version_table()
-        if not rows:
-            return []
-        novel = {self.session.classes[c] for c in self.session.novel}
-        frame = pd.DataFrame(rows).round(3).rename(columns={name: name + views.NOVEL_MARK for name in novel})
-        return [
-            pn.pane.Markdown("**Model versions** (val IoU per class; pick one in the sidebar to make it current)"),
-            pn.widgets.Tabulator(
-                frame, disabled=True, show_index=False, width=900, height=min(300, 40 + 30 * len(rows))
-            ),
-        ]
-
-    def _compare(self, first: str | None, second: str | None):
-        if not first or not second:
-            return plot_pane(views.unavailable("two runs", "no run directories found to compare"))
+    async def _build_tab(self, title: str) -> pn.Column:
         try:
-            a, b = (read_run(safe_path(self.session.runs_root, p)) for p in (first, second))
+            objects = await asyncio.to_thread(TABS[title][0], self.session, self.open_image)
         except USER_ERRORS as err:
-            return pn.pane.Alert(str(err), alert_type="warning")
-        return plot_pane(views.compare_runs(a, b))
+            objects = [pn.pane.Alert(str(err), alert_type="warning")]
+        self.shown[title] = objects
+        return pn.Column(*objects)
+
+    def open_image(self, index: int) -> None:
+        """Show image ``index`` in the Annotate tab (a click on a row of the image tables)."""
+        self.session.index = int(index)
+        self.tabs.active = 0
 
     # ------------------------------------------------------------------ retraining
 
@@ -548,6 +431,122 @@ class Dashboard(pn.viewable.Viewer):
             pn.Row(plot_pane(view.opts(title="prediction")),
                    plot_pane(views.uncertainty_view(image, probs, s.uncertainty))),
         ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the tabs' views
+# Each view is a function of the session tab (and of how to open an image): it reads the state it needs
+# and returns the tab's components. TABS names the session params each one reads; the Dashboard binds them.
+
+
+def image_table(frame: pd.DataFrame, bar_column: str, size: int, open_image) -> pn.widgets.Tabulator:
+    """One row an image (``frame`` has an ``index`` column), ``bar_column`` drawn as a 0..1 bar;
+    clicking a row calls ``open_image(index)``."""
+    table = pn.widgets.Tabulator(
+        frame, disabled=True, show_index=False, height=size, width=size, selectable=False,
+        formatters={bar_column: {"type": "progress", "max": 1, "legend": True}},
+    )  # fmt: skip
+    table.on_click(lambda event: open_image(int(frame.loc[event.row, "index"])))
+    return table
+
+
+def images_view(s: DashboardSession, open_image) -> list:
+    table = image_table(views.per_image_frame(s.per_image_iou()), "miou", 500, open_image)
+    return [pn.pane.Markdown(f"Per-image mIoU on **{s.split}**, worst first: click a row to open it."), table]
+
+
+def uncertainty_view(s: DashboardSession, open_image) -> list:
+    kind = pn.widgets.RadioButtonGroup.from_param(s.param.uncertainty)
+    table = image_table(pd.DataFrame(s.uncertainty_ranking()).round(3), "uncertainty", 420, open_image)
+    note = (
+        f"**Which image next**: every image of **{s.split}** by the model's mean {s.uncertainty} (no ground "
+        "truth used), most uncertain first; click a row to annotate it. **Where in this image**: the map."
+    )
+    return [
+        kind,
+        pn.pane.Markdown(note),
+        pn.Row(table, plot_pane(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))),
+    ]
+
+
+def affinity_view(s: DashboardSession, open_image) -> list:
+    if s.features() is None:
+        return [plot_pane(views.unavailable("affinity", "not available for this model (no pixel features)"))]
+    image = views.image_element(s.image(), title="click a pixel to see its affinity")
+    tap = streams.Tap(source=image, x=None, y=None)
+    index, (h, w) = s.index, s.size()
+
+    def layer(x, y):
+        if x is None or y is None:
+            return views.affinity_layer(None, None, shape=(h, w))
+        row, col = views.to_pixel(x, y, h)
+        pixel = (int(np.clip(round(row), 0, h - 1)), int(np.clip(round(col), 0, w - 1)))
+        values, source = s.affinity(*pixel, index=index)
+        return views.affinity_layer(values, pixel, source)
+
+    return [plot_pane(image * hv.DynamicMap(layer, streams=[tap]))]
+
+
+def cam_view(s: DashboardSession, open_image) -> list:
+    view = views.cam_vs_pseudo_view(
+        s.image(), s.cam(), s.point_pseudo_mask(), s.ground_truth(), s.active_class, s.classes, s.colors
+    )
+    note = "Class: the active class (digits). The pseudo-mask grows from this image's points and scribbles."
+    return [pn.pane.Markdown(note), plot_pane(view)]
+
+
+def proposals_view(s: DashboardSession, open_image) -> list:
+    return [plot_pane(views.proposal_view(s.image(), s.proposals(), PROPOSALS_K, s.classes, s.colors))]
+
+
+def metrics_view(s: DashboardSession, open_image) -> list:
+    summary = s.evaluate("val")
+    runs = [str(p.relative_to(s.runs_root)) for p in s.runs()]  # names relative to the runs root, never paths
+    run_a = pn.widgets.Select(label="run A", options=runs, value=runs[0] if runs else None, width=250)
+    run_b = pn.widgets.Select(label="run B", options=runs, value=runs[-1] if runs else None, width=250)
+    return [
+        pn.Row(plot_pane(views.iou_bars(summary, f"model v{s.model_version} on val:")),
+               plot_pane(views.confusion_heatmap(summary["confusion_matrix"], s.classes, s.novel))),
+        plot_pane(views.training_curves(s.run_records())),
+        *versions_table(s),
+        pn.Row(run_a, run_b),
+        pn.param.ParamFunction(pn.bind(compare_view, s, run_a, run_b)),
+    ]  # fmt: skip
+
+
+def versions_table(s: DashboardSession) -> list:
+    rows = s.version_table()
+    if not rows:
+        return []
+    novel = {s.classes[c] for c in s.novel}
+    frame = pd.DataFrame(rows).round(3).rename(columns={name: name + views.NOVEL_MARK for name in novel})
+    return [
+        pn.pane.Markdown(
+            "**Model versions** (val IoU per class; pick one in the sidebar to make it current; `weights`: "
+            "where they are kept, old ones move to disk)"
+        ),
+        pn.widgets.Tabulator(frame, disabled=True, show_index=False, width=900, height=min(300, 40 + 30 * len(rows))),
+    ]
+
+
+def compare_view(s: DashboardSession, first: str | None, second: str | None):
+    """Two runs of the runs root side by side (names relative to it; anything outside is refused)."""
+    if not first or not second:
+        return plot_pane(views.unavailable("two runs", "no run directories found to compare"))
+    try:
+        a, b = (read_run(safe_path(s.runs_root, p)) for p in (first, second))
+    except USER_ERRORS as err:
+        return pn.pane.Alert(str(err), alert_type="warning")
+    return plot_pane(views.compare_runs(a, b))
+
+
+TABS = {  # title: (view, the session params it reads)
+    "Images": (images_view, ("model_version",)),
+    "Where to click": (uncertainty_view, ("index", "model_version", "uncertainty", "annotation_version")),
+    "Affinity": (affinity_view, ("index", "model_version")),
+    "CAM vs pseudo-mask": (cam_view, ("index", "model_version", "active_class", "annotation_version")),
+    "Proposals": (proposals_view, ("index", "model_version")),
+    "Metrics": (metrics_view, ("model_version", "versions_listed")),
+}
 
 
 def _download_name(fmt: str) -> str:

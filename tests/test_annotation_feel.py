@@ -291,7 +291,7 @@ def weakshot_run(tmp_path_factory, synthetic_root):
 def test_every_tab_of_a_weakshot_run_marks_novel_classes_and_clips_no_title(weakshot_run, tmp_path):
     """The figures the tabs show, as a user sees them: titles fit their plots, nothing draws empty,
     and every per-class chart names the novel classes as novel."""
-    from apps.dashboard import Dashboard
+    from apps.dashboard import TABS, Dashboard, metrics_view
     from workbench.plots import page_problems
     from workbench.session import DashboardSession
 
@@ -303,13 +303,11 @@ def test_every_tab_of_a_weakshot_run_marks_novel_classes_and_clips_no_title(weak
         assert [label for label in d.class_picker.options if "novel" in label] == ["7 ring · novel", "8 cross · novel"]
         assert "ring (novel)" in d.legend.object
         problems = []
-        tabs = {"Where to click": d._uncertainty_view, "Affinity": d._affinity_view, "CAM vs pseudo-mask": d._cam_view,
-                "Proposals": d._proposals_view, "Metrics": d._metrics_view}  # fmt: skip
-        for title, render in tabs.items():
-            for pane in pn.Column(*render()).select(pn.pane.HoloViews):
+        for title in ("Where to click", "Affinity", "CAM vs pseudo-mask", "Proposals", "Metrics"):
+            for pane in pn.Column(*TABS[title][0](s, d.open_image)).select(pn.pane.HoloViews):
                 problems += [f"{title}: {p}" for p in page_problems(pane.object)]
         assert problems == [], problems
-        metrics = pn.Column(*d._metrics_view())
+        metrics = pn.Column(*metrics_view(s, d.open_image))
         bars, heat = (p.object for p in metrics.select(pn.pane.HoloViews)[:2])
         assert {f"{n} (novel)" for n in novel} <= set(bars.data["class"]) and "sky (novel)" not in set(
             bars.data["class"]

@@ -237,17 +237,41 @@ def test_freehand_strokes_become_scribbles_once(dashboard):
     assert len(s.items()) == 1
 
 
-def test_tabs_render_lazily_and_unavailable_views_say_so(dashboard):
-    d = dashboard
-    assert all(len(view) == 0 for view in d._views.values())
-    for title in d._views:
-        d.tabs.active = d.tabs._names.index(title)
-        assert len(d._views[title]) > 0, title
-    proposals = d._views["Proposals"][0].object
-    assert "not available for this model" in proposals.text
-    d.session.add_point(3, 3)
-    d.tabs.active = d.tabs._names.index("CAM vs pseudo-mask")
-    assert isinstance(d._views["CAM vs pseudo-mask"][1].object, hv.Layout)
+def page(d):
+    """A page load without a browser: the Bokeh models of dashboard ``d`` in a fresh document (Panel renders
+    what the browser would see; lazy tabs build when they become visible in it). It opens on the upload tab:
+    a rendered annotation canvas updates through an event loop, which a test without a server lacks."""
+    from bokeh.document import Document
+
+    d.tabs.active = d.titles.index("Your image")
+    doc = Document()
+    doc.add_root(pn.panel(d).get_root(doc))
+    return doc
+
+
+def open_tab(d, title: str) -> list:
+    d.tabs.active = d.titles.index(title)
+    return d.shown.get(title)
+
+
+def test_tabs_build_when_opened_and_when_what_they_read_changes(dashboard):
+    from apps.dashboard import TABS
+
+    d, s = dashboard, dashboard.session
+    page(d)
+    assert d.shown == {}  # only the Annotate tab is built on page load
+    for title in TABS:
+        assert len(open_tab(d, title)) > 0, title
+    assert "not available for this model" in d.shown["Proposals"][0].object.text
+    images, cam = d.shown["Images"], d.shown["CAM vs pseudo-mask"]
+    s.add_point(3, 3)  # the CAM tab reads the annotations, Images does not
+    s.index = 1  # hidden tabs are not rebuilt: their function is called only when they are shown
+    assert d.shown["CAM vs pseudo-mask"] is cam
+    assert open_tab(d, "Images") is images  # nothing it reads changed: not rebuilt
+    cam_now = open_tab(d, "CAM vs pseudo-mask")
+    assert cam_now is not cam and isinstance(cam_now[1].object, hv.Layout)
+    s.active_class = 2  # the open tab follows the state it reads at once
+    assert d.shown["CAM vs pseudo-mask"] is not cam_now
 
 
 def test_keys_and_undo_through_the_layout(dashboard):
@@ -280,8 +304,9 @@ def test_uploads_are_validated(dashboard):
 
 
 def test_run_comparison_is_confined_to_the_runs_root(dashboard, tmp_path):
-    d = dashboard
-    view = d._compare("../../etc", "../../etc")
+    from apps.dashboard import compare_view
+
+    view = compare_view(dashboard.session, "../../etc", "../../etc")
     assert isinstance(view, pn.pane.Alert) and "outside" in view.object
 
 
@@ -368,15 +393,14 @@ def method_runs(tmp_path_factory):
 def test_every_tab_builds_on_a_run_of_every_method(method_runs, name, tmp_path):
     """Each tab's content becomes valid Bokeh models (the Metrics FactorRange error happened here), and
     Grad-CAM works on the segmenter of every method."""
-    from apps.dashboard import Dashboard
+    from apps.dashboard import TABS, Dashboard
     from workbench.session import DashboardSession
 
     s = DashboardSession.open(run=method_runs[name], store=tmp_path / "s.sqlite")
     d = Dashboard(s)
     build(d)
-    for render_tab in (d._images_view, d._uncertainty_view, d._affinity_view, d._cam_view, d._proposals_view,
-                       d._metrics_view):  # fmt: skip
-        build(pn.Column(*render_tab()))
+    for view, _ in TABS.values():
+        build(pn.Column(*view(s, d.open_image)))
     predicted = int(np.bincount(s.prediction().ravel()).argmax())
     cam = s.cam(cls=predicted)
     if isinstance(cam, str):  # an untrained model may hold no positive evidence: said, not raised
@@ -395,18 +419,20 @@ def test_run_a_b_selection_updates_the_comparison(method_runs, tmp_path):
 
     s = DashboardSession.open(run=method_runs["partial_ce"], store=tmp_path / "s.sqlite")
     d = Dashboard(s)
-    d._metrics_view()
-    d.run_a.value, d.run_b.value = "cam", "spml"
-    assert d.comparison[0].object.label == "" and "cam vs spml" in d.comparison[0].object.opts["title"]
-    d.run_b.value = "transfer"
-    assert "cam vs transfer" in d.comparison[0].object.opts["title"]
+    page(d)
+    *_, (run_a, run_b), comparison = open_tab(d, "Metrics")
+    run_a.value, run_b.value = "cam", "spml"
+    shown = comparison.object()  # the comparison bound to the two selectors
+    assert shown.object.label == "" and "cam vs spml" in shown.object.opts["title"]
+    run_b.value = "transfer"
+    assert "cam vs transfer" in comparison.object().object.opts["title"]
     s.close()
 
 
 def test_a_symlink_out_of_the_runs_root_is_not_listed(method_runs, tmp_path):
     import shutil
 
-    from apps.dashboard import Dashboard
+    from apps.dashboard import metrics_view
     from workbench.session import DashboardSession
 
     root = tmp_path / "runs"
@@ -414,7 +440,7 @@ def test_a_symlink_out_of_the_runs_root_is_not_listed(method_runs, tmp_path):
     (root / "elsewhere").symlink_to(method_runs["cam"], target_is_directory=True)
     s = DashboardSession.open(run=root / "mine", store=tmp_path / "s.sqlite")
     assert s.runs() == [(root / "mine").resolve()]
-    objects = Dashboard(s)._metrics_view()  # a whole Metrics tab, not one warning
+    objects = metrics_view(s, lambda index: None)  # a whole Metrics tab, not one warning
     assert not any(isinstance(o, pn.pane.Alert) for o in objects)
     s.close()
 
@@ -444,15 +470,16 @@ def test_a_closed_session_says_so_instead_of_failing(synthetic_root, tmp_path):
 
 def test_versions_are_listed_and_one_can_be_made_current_from_the_sidebar(dashboard):
     d, s = dashboard, dashboard.session
+    page(d)
     s.add_point(3, 3)
     s.retrain("quick")
-    s.wait(timeout=120)
-    d._refresh_versions()
+    s.wait(timeout=120)  # the page's poll: the new version is listed, current or not
     assert list(d.version_picker.options.values()) == [0, 1]
     d.version_picker.value = 1
-    d._guard(lambda: s.use_version(d.version_picker.value))
+    d.use_btn.clicks += 1
     assert s.model_version == 1 and "current" in [k for k, v in d.version_picker.options.items() if v == 1][0]
     d.version_picker.value = 0
-    d._guard(lambda: s.use_version(d.version_picker.value))
+    d.use_btn.clicks += 1
     assert s.model_version == 0 and "v0 (opened)" not in d.version_picker.options
-    build(pn.Column(*d._metrics_view()))  # the versions table in Metrics
+    table = next(o for o in open_tab(d, "Metrics") if isinstance(o, pn.widgets.Tabulator))
+    assert list(table.value["version"]) == [0, 1] and list(table.value["current"]) == [True, False]

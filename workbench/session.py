@@ -97,6 +97,7 @@ class DashboardSession(param.Parameterized):
     preview = param.Integer(
         default=None, allow_None=True, doc="a retrain's version shown on the edited image before its val check"
     )
+    versions_listed = param.Integer(default=0, doc="number of model versions (a retrain adds one, current or not)")
     message = param.String(default="", doc="the latest status line for the user")
     accept_worse = param.Boolean(default=False, doc="make a retrain current even when it lowers val mIoU")
 
@@ -158,6 +159,9 @@ class DashboardSession(param.Parameterized):
         preview = self.retrainer.preview[0] if self.retrainer.preview else None
         if self.preview != preview:
             self.preview = preview
+            changed = True
+        if self.versions_listed != len(self.versions):
+            self.versions_listed = len(self.versions)
             changed = True
         return changed
 
