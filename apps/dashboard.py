@@ -16,8 +16,10 @@ Show it in a JupyterLab cell (JupyterLab started in the repository root)::
     from workbench.session import DashboardSession
     Dashboard(DashboardSession.open(run="runs/latest"))
 
-This file is layout only: state and torch work live in :mod:`workbench.session`, drawing in
-:mod:`workbench.views`. Keys: digits pick the class, ``[`` ``]`` brush width, ``z`` undo,
+This file is layout only: state and torch work live in :mod:`workbench.session` (one tab's view
+state over :mod:`workbench.workspace`, :mod:`workbench.model_outputs` and :mod:`workbench.retrainer`),
+drawing in :mod:`workbench.views`; each tab's view below is a function of the session, bound with
+``pn.bind`` to the params it reads. Keys: digits pick the class, ``[`` ``]`` brush width, ``z`` undo,
 ``Z`` redo, ``n``/``p`` next/previous image, ``e`` eraser, ``?`` the list of keys. Every edit is
 stored in SQLite at once.
 """

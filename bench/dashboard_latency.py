@@ -1,13 +1,18 @@
 """Benchmark: dashboard latencies on CPU with the synthetic default (64x64 scenes, partial_ce, Unet-resnet18).
 
-1. **Edit -> quick retrain -> updated prediction** (target: median <= 5 s). Headless: a click
-   stored in SQLite, the quick fine-tune in the background thread, the new prediction computed
-   and rendered to a Bokeh model. With ``--browser`` (needs /usr/bin/chromium) also in a real
-   page: click the image, click Retrain, wait until the page shows the new model version.
-2. **Each view renders in <= 1 s**: for every view, ``cold`` = computing its data after a model
-   change plus building and rendering it to Bokeh, ``warm`` = the same with the session's
-   caches filled (what a user sees when switching tabs back). The evaluation behind the
-   metrics and per-image views is reported on its own line (``compute``).
+1. **Edit -> updated mask** (target: median <= 2 s). Headless: a click stored in SQLite, the quick
+   fine-tune in the background thread, its prediction of the edited image (the retrain's preview,
+   shown before the val check) rendered to a Bokeh model; then, apart, until the val gate has
+   decided and the version is current. With ``--browser`` (needs /usr/bin/chromium) also in a real
+   page: click the image, click Retrain, until the page says the mask shows the new version
+   (the overlay is sent in the same update), and until the page shows the new model version.
+2. **First page load** (target <= 2 s, ``--browser``): ``goto`` until the annotation canvas is
+   visible, the first load and later ones; and **each tab** (target <= 1 s): a click on its title
+   until its view is built on the server and no loading spinner is left in the page.
+3. **Each view renders in <= 1 s** (headless): for every view, ``cold`` = computing its data after
+   a model change plus building and rendering it to Bokeh, ``warm`` = the same with the session's
+   caches filled. The evaluation behind the metrics and per-image views is reported on its own
+   line (``compute``).
 
 Results go to ``bench/results/dashboard_latency.{json,md}``::
 
@@ -36,8 +41,9 @@ from workbench.methods import METHODS
 from workbench.session import DashboardSession, QuickConfig, leave_a_core
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET_RETRAIN_S = 5.0
+TARGET_MASK_S = 2.0
 TARGET_VIEW_S = 1.0
+TARGET_PAGE_S = 2.0
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -52,7 +58,8 @@ def render(obj) -> None:
 
 
 def edit_retrain_predict(session: DashboardSession, trials: int) -> list[dict]:
-    """One trial per image: store a click on a ground-truth pixel, quick-retrain, predict and render."""
+    """One trial per image: store a click on a ground-truth pixel, quick-retrain, until the mask shows the
+    retrain's prediction of the image (rendered), then until the val gate made the version current."""
     rows = []
     for trial in range(trials):
         session.index = trial
@@ -62,13 +69,16 @@ def edit_retrain_predict(session: DashboardSession, trials: int) -> list[dict]:
         session.add_point(float(row), float(col), cls=int(gt[row, col]))
         t_edit = time.perf_counter()
         session.retrain("quick")
-        state = session.wait()
+        while session.poll() and session.preview is None and session.trainer.running:
+            time.sleep(0.01)  # the dashboard polls every 250 ms; this measures the work, not the poll period
         t_train = time.perf_counter()
-        render(views.image_element(session.image()) * views.mask_element(session.prediction(), session.colors))
+        render(views.image_element(session.image()) * views.mask_element(session.shown_prediction(), session.colors))
         t_done = time.perf_counter()
+        state = session.wait()
+        t_gate = time.perf_counter()
         assert state["finished"] == "done", state["message"]
         rows.append({"edit_s": t_edit - t0, "retrain_s": t_train - t_edit, "predict_render_s": t_done - t_train,
-                     "total_s": t_done - t0})  # fmt: skip
+                     "total_s": t_done - t0, "gate_s": t_gate - t_done})  # fmt: skip
     return rows
 
 
@@ -106,9 +116,7 @@ def view_latencies(session: DashboardSession, repeats: int) -> dict:
     """``{view: {"cold_s", "warm_s"}}``: cold after a model change (caches empty), warm median of ``repeats``."""
     out = {}
     for name, build in view_builders(session).items():
-        session.model_version += 1  # a new model version: every cached output is recomputed
-        session._outputs.clear()
-        session._summaries.clear()
+        session.model_version += 1  # a new model version number: every output and summary is recomputed
         if "metrics" in name or "images" in name:
             split = "train" if "images" in name else "val"
             _, compute = timed(lambda split=split: session.evaluate(split))
@@ -131,13 +139,13 @@ def _draw(obj) -> None:
     render(obj)
 
 
-def browser_trials(session: DashboardSession, trials: int) -> list[dict]:
-    """Click -> Retrain -> the page shows the new model version, timed in chromium, with the server-side steps."""
+def browser_trials(session: DashboardSession, trials: int) -> dict:
+    """In chromium: page loads, each tab, and click -> Retrain -> the mask and then the version update."""
     from panel.tests.util import serve_and_wait
     from playwright.sync_api import expect, sync_playwright
 
     sys.path.insert(0, str(REPO))  # apps/ is a folder of the repository, not an installed package
-    from apps.dashboard import Dashboard
+    from apps.dashboard import TABS, Dashboard
 
     def until(condition, seconds: float = 120) -> float:
         deadline = time.perf_counter() + seconds
@@ -145,28 +153,48 @@ def browser_trials(session: DashboardSession, trials: int) -> list[dict]:
             page.wait_for_timeout(10)
         return time.perf_counter()
 
-    port = serve_and_wait(lambda: Dashboard(session))
-    rows = []
+    pages: list[Dashboard] = []
+    port = serve_and_wait(lambda: pages.append(Dashboard(session.new_tab())) or pages[-1])  # as apps/dashboard.py
+    loads, tabs, rows = [], {}, []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"http://localhost:{port}")
-        canvas = page.locator(".annotation-canvas .bk-events")
-        expect(canvas).to_be_visible(timeout=60_000)
+        for _ in range(3):  # the first load, then two more
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            t0 = time.perf_counter()
+            page.goto(f"http://localhost:{port}")
+            expect(page.locator(".annotation-canvas .bk-events")).to_be_visible(timeout=60_000)
+            loads.append(round(time.perf_counter() - t0, 3))
+            if len(loads) < 3:
+                page.close()
+        dash = pages[-1]
+        for title in [*TABS, "Annotate"]:
+            dash.shown.pop(title, None)
+            t0 = time.perf_counter()
+            page.locator(".bk-tab", has_text=title).first.click()
+            until(lambda title=title: title == "Annotate" or title in dash.shown)
+            page.wait_for_timeout(50)
+            until(lambda: page.locator(".pn-loading").count() == 0)
+            tabs[title] = round(time.perf_counter() - t0, 3)
+        canvas, s = page.locator(".annotation-canvas .bk-events"), dash.session
         for trial in range(trials):
             box = canvas.bounding_box()
-            version, n_items = session.model_version, len(session.items())
+            version, n_items = s.model_version, len(s.items())
             t0 = time.perf_counter()
             page.mouse.click(box["x"] + box["width"] * (0.2 + 0.1 * trial), box["y"] + box["height"] * 0.5)
-            t_stored = until(lambda n_items=n_items: len(session.items()) > n_items)
+            t_stored = until(lambda n_items=n_items: len(s.items()) > n_items)
             page.get_by_role("button", name="Retrain").click()
-            t_swapped = until(lambda version=version: session.model_version > version)
-            expect(page.get_by_text(f"model v{version + 1}")).to_be_visible(timeout=120_000)
+            number = version + 1
+            expect(page.get_by_text(f"the mask shows v{number}").first).to_be_visible(timeout=120_000)
+            t_mask = time.perf_counter()
+            expect(page.get_by_text(f"model v{number}").first).to_be_visible(timeout=120_000)
             t_shown = time.perf_counter()
-            rows.append({"click_stored_s": round(t_stored - t0, 3), "retrain_swapped_s": round(t_swapped - t_stored, 3),
-                         "shown_s": round(t_shown - t_swapped, 3), "total_s": round(t_shown - t0, 3)})  # fmt: skip
+            rows.append({"click_stored_s": round(t_stored - t0, 3), "mask_s": round(t_mask - t_stored, 3),
+                         "total_mask_s": round(t_mask - t0, 3), "version_shown_s": round(t_shown - t0, 3)})  # fmt: skip
         browser.close()
-    return rows
+    import panel as pn
+
+    pn.state.kill_all_servers()  # the server thread would keep the process alive
+    return {"page_loads_s": loads, "tabs_s": tabs, "retrain": rows}
 
 
 def main() -> None:
@@ -177,6 +205,7 @@ def main() -> None:
     parser.add_argument("--browser", action="store_true", help="also time the flow in chromium")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores but one, as the app)")
     parser.add_argument("--out", default=str(RESULTS / "dashboard_latency"))
+    parser.add_argument("--note", default="", help="a sentence on the machine's state for the report")
     args = parser.parse_args()
     leave_a_core(args.threads)
     hv.extension("bokeh")
@@ -191,7 +220,7 @@ def main() -> None:
     retrain = edit_retrain_predict(session, args.trials)
     session.add_scribble([(40, 5), (40, 60)], cls=1)
     result = {
-        "device": "cpu", "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "note": args.note, "device": "cpu", "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2), "quick_steps": args.steps,
         "image_size": list(session.size()), "train_images": len(session.names),
         "edit_retrain_predict": retrain,
@@ -207,8 +236,8 @@ def main() -> None:
     save(out, result)  # the headless numbers are kept even if the browser part fails
     if args.browser:
         result["browser"] = browser_trials(session, args.trials)
-        result["median_browser_click_retrain_visible_s"] = round(
-            statistics.median(r["total_s"] for r in result["browser"]), 3
+        result["median_browser_click_mask_s"] = round(
+            statistics.median(r["total_mask_s"] for r in result["browser"]["retrain"]), 3
         )
     session.close()
     save(out, result)
@@ -223,42 +252,53 @@ def save(out: Path, result: dict) -> None:
 
 def view_latencies_one(session: DashboardSession, name: str, repeats: int) -> dict:
     build = view_builders(session)[name]
-    session._outputs.clear()
+    session.model_version += 1
     _, cold = timed(lambda: _draw(build()))
     warm = statistics.median(timed(lambda: _draw(build()))[1] for _ in range(repeats))
     return {"cold_s": round(cold, 3), "warm_s": round(warm, 3)}
 
 
 def report(r: dict) -> str:
-    ok = r["median_edit_retrain_predict_s"] <= TARGET_RETRAIN_S
+    ok = r["median_edit_retrain_predict_s"] <= TARGET_MASK_S
     lines = [
         "# Dashboard latency (CPU, synthetic default)",
         "",
         f"{r['cpu_count']} CPU cores, torch threads {r['torch_threads']}, 1-min load average "
         f"{r['load_average_1m']} at start and {r['load_average_1m_end']} at the end; images "
-        f"{r['image_size'][0]}x{r['image_size'][1]}, quick retrain {r['quick_steps']} steps.",
+        f"{r['image_size'][0]}x{r['image_size'][1]}, quick retrain {r['quick_steps']} steps. " + (r.get("note") or ""),
         "",
-        f"**Edit -> quick retrain -> updated prediction:** median {r['median_edit_retrain_predict_s']:.2f} s "
-        f"(target <= {TARGET_RETRAIN_S:g} s: {'met' if ok else 'NOT met'})",
+        f"**Edit -> updated mask** (the retrain's prediction of the edited image, shown before the val "
+        f"check): median {r['median_edit_retrain_predict_s']:.2f} s (target <= {TARGET_MASK_S:g} s: "
+        f"{'met' if ok else 'NOT met'}); the val gate then decides in the background.",
         "",
-        "| trial | store edit s | retrain s | predict + render s | total s |",
-        "|---|---|---|---|---|",
+        "| trial | store edit s | retrain s | predict + render s | total s (edit -> mask) | val gate after s |",
+        "|---|---|---|---|---|---|",
     ]
     for i, t in enumerate(r["edit_retrain_predict"], 1):
         lines.append(
-            f"| {i} | {t['edit_s']:.3f} | {t['retrain_s']:.2f} | {t['predict_render_s']:.3f} | {t['total_s']:.2f} |"
+            f"| {i} | {t['edit_s']:.3f} | {t['retrain_s']:.2f} | {t['predict_render_s']:.3f} | {t['total_s']:.2f} "
+            f"| {t.get('gate_s', float('nan')):.2f} |"
         )
     if "browser" in r:
+        b = r["browser"]
+        first, later = b["page_loads_s"][0], statistics.median(b["page_loads_s"][1:])
         lines += [
             "",
-            f"**In chromium** (click the image, click Retrain, until the page shows the new model "
-            f"version): median {r['median_browser_click_retrain_visible_s']:.2f} s",
+            f"**In chromium.** First page load {first:.2f} s, later loads median {later:.2f} s (target <= "
+            f"{TARGET_PAGE_S:g} s: {'met' if first <= TARGET_PAGE_S else 'NOT met'}).",
             "",
-            "| trial | click stored s | retrain until swapped s | until shown s | total s |",
+            "| tab (click until built and no spinner) | s |",
+            "|---|---|",
+            *[f"| {title} | {seconds:.2f} |" for title, seconds in b["tabs_s"].items()],
+            "",
+            f"Click the image, click Retrain, until the page says the mask shows the new version: median "
+            f"{r['median_browser_click_mask_s']:.2f} s; until the page shows the new model version (after the val gate):",
+            "",
+            "| trial | click stored s | Retrain until mask s | total to mask s | total to version s |",
             "|---|---|---|---|---|",
         ]
-        lines += [f"| {i} | {t['click_stored_s']:.2f} | {t['retrain_swapped_s']:.2f} | {t['shown_s']:.2f} | "
-                  f"{t['total_s']:.2f} |" for i, t in enumerate(r["browser"], 1)]  # fmt: skip
+        lines += [f"| {i} | {t['click_stored_s']:.2f} | {t['mask_s']:.2f} | {t['total_mask_s']:.2f} | "
+                  f"{t['version_shown_s']:.2f} |" for i, t in enumerate(b["retrain"], 1)]  # fmt: skip
     lines += ["", f"**Views** (target <= {TARGET_VIEW_S:g} s to render)", "",
               "| view | cold s (compute + render) | warm s (cached data) | evaluation s (cached per model) |",
               "|---|---|---|---|"]  # fmt: skip

@@ -4,7 +4,10 @@
 # The dashboard (`apps/dashboard.py`) is three layers, and each works on its own in a notebook:
 #
 # * `workbench.session.DashboardSession`: the state (dataset, annotation store, model, background
-#   trainer). Every edit is stored in SQLite at once; every model output is a method call.
+#   trainer). Every edit is stored in SQLite at once; every model output is a method call. It is one
+#   view's state (image, class, brush, overlay, undo) over three parts you can also use alone:
+#   `session.workspace` (images and annotations), `session.outputs` (the model's outputs, cached per
+#   model version and image) and `session.retrainer` (retrain jobs, model versions, the val gate).
 # * `workbench.views`: pure functions from arrays to HoloViews figures.
 # * `apps.dashboard`: the Panel layout that wires them to widgets and drawing tools.
 #
