@@ -170,9 +170,8 @@ class Dashboard(pn.viewable.Viewer):
         self.progress = pn.indicators.Progress(value=0, max=100, width=250, active=False)
         self.train_text = pn.pane.Str("", styles={"font-size": "12px"})
         self.loss_pipe = streams.Pipe(data=[])  # new points only: the plot is updated, not rebuilt
-        self.loss_pane = plot_pane(
-            hv.DynamicMap(lambda data: views.loss_curve(data), streams=[self.loss_pipe]), visible=False
-        )
+        self.loss_pane = plot_pane(hv.DynamicMap(lambda data: views.loss_curve(data), streams=[self.loss_pipe]))
+        self.loss_box = pn.Column()  # gets the plot at the first retrain: even a hidden plot costs a page load 0.3 s
         self.retrain_btn.on_click(lambda e: self._retrain())
         self.cancel_btn.on_click(lambda e: s.cancel())
         self.version_picker = pn.widgets.Select(name="model version", options=self._version_options(), width=250)
@@ -180,7 +179,7 @@ class Dashboard(pn.viewable.Viewer):
         self.use_btn.on_click(lambda e: self._guard(lambda: s.use_version(self.version_picker.value)))
         return pn.Column(
             "**retrain in place**", mode, pn.Row(self.retrain_btn, self.cancel_btn), self.progress, self.train_text,
-            self.loss_pane, self.version_picker, self.use_btn,
+            self.loss_box, self.version_picker, self.use_btn,
         )  # fmt: skip
 
     def _version_options(self) -> dict:
@@ -364,7 +363,9 @@ class Dashboard(pn.viewable.Viewer):
 
     def _start_polling(self) -> None:
         self.retrain_btn.disabled, self.cancel_btn.disabled = True, False
-        self.progress.value, self.progress.active, self.loss_pane.visible = 0, True, True
+        self.progress.value, self.progress.active = 0, True
+        if not len(self.loss_box):
+            self.loss_box.append(self.loss_pane)
         self.loss_pipe.send([])
         if self._poller is None:
             self._poller = pn.state.add_periodic_callback(self._poll, period=POLL_MS, start=False)
