@@ -529,8 +529,8 @@ def test_two_dashboards_over_one_session_keep_their_own_view_state(session):
     assert (a.session.index, a.session.active_class, a.session.overlay) == (0, 0, "prediction")
     assert b.session.index == 1 and "(1/" in a.image_name.object and "(2/" in b.image_name.object
     b.keys._handle_msg({"key": "p"})
-    a.canvas._on_points({"x": [3.5], "y": [h - 2.5]})  # a's tap at pixel (2, 3), class 0
-    b.canvas._on_points({"x": [10.5], "y": [h - 5.5]})  # b's tap, class 2 (b had not seen a's point yet)
+    a.canvas.point_draw.event(data={"x": [3.5], "y": [h - 2.5]})  # a's tap at pixel (2, 3), class 0
+    b.canvas.point_draw.event(data={"x": [10.5], "y": [h - 5.5]})  # b's tap, class 2 (b had not seen a's point yet)
     assert sorted(p.cls for p in session.items().values()) == [0, 2]  # both stored, neither moved
     assert len(a.canvas.points_pipe.data["x"]) == 1
     a.sync()

@@ -209,17 +209,17 @@ def dashboard(synthetic_root, tmp_path):
 def test_point_draw_data_becomes_store_edits(dashboard):
     s, canvas = dashboard.session, dashboard.canvas
     h, _ = s.size()
-    canvas._on_points({"x": [3.5], "y": [h - 2.5], "color": ["#ffffff"]})  # a tap at pixel (2, 3)
+    canvas.point_draw.event(data={"x": [3.5], "y": [h - 2.5], "color": ["#ffffff"]})  # a tap at pixel (2, 3)
     ((item_id, point),) = s.items().items()
     assert (point.row, point.col, point.cls) == (2.0, 3.0, 0)
     s.active_class = 2
-    canvas._on_points({"x": [3.5, 10.5], "y": [h - 2.5, h - 5.5]})
+    canvas.point_draw.event(data={"x": [3.5, 10.5], "y": [h - 2.5, h - 5.5]})
     assert [p.cls for p in s.items().values()] == [0, 2]
-    canvas._on_points({"x": [4.5, 10.5], "y": [h - 2.5, h - 5.5]})  # the first point dragged one pixel right
+    canvas.point_draw.event(data={"x": [4.5, 10.5], "y": [h - 2.5, h - 5.5]})  # the first point dragged one pixel right
     assert s.items()[item_id].col == 4.0
-    canvas._on_points({"x": [10.5], "y": [h - 5.5]})  # Backspace removed the first one
+    canvas.point_draw.event(data={"x": [10.5], "y": [h - 5.5]})  # Backspace removed the first one
     assert [p.cls for p in s.items().values()] == [2]
-    canvas._on_points({"x": [10.5, 500.0], "y": [h - 5.5, 3.0]})  # far off the image: refused, said why
+    canvas.point_draw.event(data={"x": [10.5, 500.0], "y": [h - 5.5, 3.0]})  # far off the image: refused, said why
     assert len(s.items()) == 1 and "off the" in s.message
     assert "1 points, 0 scribbles" in dashboard.status.object
 
@@ -229,11 +229,11 @@ def test_freehand_strokes_become_scribbles_once(dashboard):
     h, _ = s.size()
     s.brush_width = 4
     stroke = {"xs": [[2.5, 8.5, 12.5]], "ys": [[h - 1.5, h - 1.5, h - 3.5]]}
-    canvas._on_stroke(stroke)
-    canvas._on_stroke(stroke)  # the same data echoed back is not a second stroke
+    canvas.freehand.event(data=stroke)
+    canvas.freehand.event(data=stroke)  # the same data echoed back is not a second stroke
     ((_, scribble),) = s.items().items()
     assert scribble.path == ((1.0, 2.0), (1.0, 8.0), (3.0, 12.0)) and scribble.width == 4
-    canvas._on_stroke({"xs": [[]], "ys": [[]]})
+    canvas.freehand.event(data={"xs": [[]], "ys": [[]]})
     assert len(s.items()) == 1
 
 
@@ -462,9 +462,9 @@ def test_a_closed_session_says_so_instead_of_failing(synthetic_root, tmp_path):
     d = Dashboard(s)
     s.close()
     h, _ = s.size()
-    d.canvas._on_points({"x": [3.5], "y": [h - 2.5]})
+    d.canvas.point_draw.event(data={"x": [3.5], "y": [h - 2.5]})
     d.keys._handle_msg({"key": "z"})
-    d._retrain()
+    d.retrain_btn.clicks += 1
     assert "session was closed" in s.message and "session was closed" in d.status.object
 
 
