@@ -622,3 +622,10 @@ def test_versions_that_cannot_be_written_are_dropped_with_a_message(synthetic_ro
         s.use_version(0)
     assert s.model_version == 2
     s.close()
+
+
+@pytest.mark.parametrize("fmt, data", [("cvat", b"<annotations><image"), ("labelstudio", b"\xff\xfe[")])
+def test_a_bad_interchange_upload_names_the_upload_not_a_temporary_file(session, fmt, data):
+    with pytest.raises(SessionError) as err:
+        session.import_labels_bytes(data, fmt)
+    assert "upload" in str(err.value) and "tmp" not in str(err.value)

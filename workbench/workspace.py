@@ -307,6 +307,10 @@ class AnnotationWorkspace:
                 weak_set, masks = interchange.import_labels(path, fmt, self.classes)
             except RecursionError:
                 raise SessionError(f"upload is nested too deeply to be a {fmt} export") from None
+            except UnicodeDecodeError as err:
+                raise SessionError(f"upload is not UTF-8 text ({err}); upload a file written by Export") from None
+            except interchange.InterchangeError as err:  # name the upload, not the temporary file it was read from
+                raise SessionError(str(err).replace(str(path), "upload")) from None
         return self.import_new(dict(weak_set.labels)), len(masks)
 
     def import_new(self, weak_by_name: dict[str, WeakLabels]) -> int:
