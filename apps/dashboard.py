@@ -459,7 +459,9 @@ def images_view(s: DashboardSession, open_image) -> list:
 
 def uncertainty_view(s: DashboardSession, open_image) -> list:
     kind = pn.widgets.RadioButtonGroup.from_param(s.param.uncertainty)
-    table = image_table(pd.DataFrame(s.uncertainty_ranking()).round(3), "uncertainty", 420, open_image)
+    # the ranking runs the model over the whole split (seconds, once per version): the map shows at once,
+    # the table follows with its own spinner
+    table = pn.param.ParamFunction(pn.bind(ranking_table, s, open_image), lazy=True, loading_indicator=True)
     note = (
         f"**Which image next**: every image of **{s.split}** by the model's mean {s.uncertainty} (no ground "
         "truth used), most uncertain first; click a row to annotate it. **Where in this image**: the map."
@@ -469,6 +471,11 @@ def uncertainty_view(s: DashboardSession, open_image) -> list:
         pn.pane.Markdown(note),
         pn.Row(table, plot_pane(views.uncertainty_view(s.image(), s.probabilities(), s.uncertainty))),
     ]
+
+
+async def ranking_table(s: DashboardSession, open_image) -> pn.widgets.Tabulator:
+    rows = await asyncio.to_thread(s.uncertainty_ranking)
+    return image_table(pd.DataFrame(rows).round(3), "uncertainty", 420, open_image)
 
 
 def affinity_view(s: DashboardSession, open_image) -> list:

@@ -8,7 +8,8 @@
    (the overlay is sent in the same update), and until the page shows the new model version.
 2. **First page load** (target <= 2 s, ``--browser``): ``goto`` until the annotation canvas is
    visible, the first load and later ones; and **each tab** (target <= 1 s): a click on its title
-   until its view is built on the server and no loading spinner is left in the page.
+   until its view is built on the server, and until no loading spinner is left in the page (the
+   "Where to click" ranking table fills in after the rest of its tab).
 3. **Each view renders in <= 1 s** (headless): for every view, ``cold`` = computing its data after
    a model change plus building and rendering it to Bokeh, ``warm`` = the same with the session's
    caches filled. The evaluation behind the metrics and per-image views is reported on its own
@@ -171,10 +172,10 @@ def browser_trials(session: DashboardSession, trials: int) -> dict:
             dash.shown.pop(title, None)
             t0 = time.perf_counter()
             page.locator(".bk-tab", has_text=title).first.click()
-            until(lambda title=title: title == "Annotate" or title in dash.shown)
+            t_built = until(lambda title=title: title == "Annotate" or title in dash.shown)
             page.wait_for_timeout(50)
-            until(lambda: page.locator(".pn-loading").count() == 0)
-            tabs[title] = round(time.perf_counter() - t0, 3)
+            t_done = until(lambda: page.locator(".pn-loading").count() == 0)
+            tabs[title] = {"built_s": round(t_built - t0, 3), "done_s": round(t_done - t0, 3)}
         canvas, s = page.locator(".annotation-canvas .bk-events"), dash.session
         for trial in range(trials):
             box = canvas.bounding_box()
@@ -287,9 +288,9 @@ def report(r: dict) -> str:
             f"**In chromium.** First page load {first:.2f} s, later loads median {later:.2f} s (target <= "
             f"{TARGET_PAGE_S:g} s: {'met' if first <= TARGET_PAGE_S else 'NOT met'}).",
             "",
-            "| tab (click until built and no spinner) | s |",
-            "|---|---|",
-            *[f"| {title} | {seconds:.2f} |" for title, seconds in b["tabs_s"].items()],
+            "| tab | click until built on the server s | until no spinner left in the page s |",
+            "|---|---|---|",
+            *[f"| {title} | {t['built_s']:.2f} | {t['done_s']:.2f} |" for title, t in b["tabs_s"].items()],
             "",
             f"Click the image, click Retrain, until the page says the mask shows the new version: median "
             f"{r['median_browser_click_mask_s']:.2f} s; until the page shows the new model version (after the val gate):",
