@@ -473,9 +473,11 @@ def uncertainty_view(s: DashboardSession, open_image) -> list:
     ]
 
 
-async def ranking_table(s: DashboardSession, open_image) -> pn.widgets.Tabulator:
+async def ranking_table(s: DashboardSession, open_image):
+    """A note while every image of the split is ranked (in a thread), then the clickable table."""
+    yield pn.Row(pn.indicators.LoadingSpinner(value=True, size=20), f"ranking {len(s.names)} images by uncertainty...")
     rows = await asyncio.to_thread(s.uncertainty_ranking)
-    return image_table(pd.DataFrame(rows).round(3), "uncertainty", 420, open_image)
+    yield image_table(pd.DataFrame(rows).round(3), "uncertainty", 420, open_image)
 
 
 def affinity_view(s: DashboardSession, open_image) -> list:

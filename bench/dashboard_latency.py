@@ -8,8 +8,8 @@
    (the overlay is sent in the same update), and until the page shows the new model version.
 2. **First page load** (target <= 2 s, ``--browser``): ``goto`` until the annotation canvas is
    visible, the first load and later ones; and **each tab** (target <= 1 s): a click on its title
-   until its view is built on the server, and until no loading spinner is left in the page (the
-   "Where to click" ranking table fills in after the rest of its tab).
+   until its view is built on the server, and until it is in the page (the table of Images and of
+   "Where to click", whose ranking fills in after the rest of its tab; else no loading spinner).
 3. **Each view renders in <= 1 s** (headless): for every view, ``cold`` = computing its data after
    a model change plus building and rendering it to Bokeh, ``warm`` = the same with the session's
    caches filled. The evaluation behind the metrics and per-image views is reported on its own
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -174,20 +175,24 @@ def browser_trials(session: DashboardSession, trials: int) -> dict:
             page.locator(".bk-tab", has_text=title).first.click()
             t_built = until(lambda title=title: title == "Annotate" or title in dash.shown)
             page.wait_for_timeout(50)
-            t_done = until(lambda: page.locator(".pn-loading").count() == 0)
+            if title in ("Images", "Where to click"):  # their table is the last part to arrive
+                t_done = until(lambda: page.locator(".tabulator").first.is_visible())
+            else:
+                t_done = until(lambda: page.locator(".pn-loading").count() == 0)
             tabs[title] = {"built_s": round(t_built - t0, 3), "done_s": round(t_done - t0, 3)}
         canvas, s = page.locator(".annotation-canvas .bk-events"), dash.session
         for trial in range(trials):
             box = canvas.bounding_box()
-            version, n_items = s.model_version, len(s.items())
+            n_versions, n_items = len(s.versions), len(s.items())
             t0 = time.perf_counter()
             page.mouse.click(box["x"] + box["width"] * (0.2 + 0.1 * trial), box["y"] + box["height"] * 0.5)
             t_stored = until(lambda n_items=n_items: len(s.items()) > n_items)
             page.get_by_role("button", name="Retrain").click()
-            number = version + 1
-            expect(page.get_by_text(f"the mask shows v{number}").first).to_be_visible(timeout=120_000)
-            t_mask = time.perf_counter()
-            expect(page.get_by_text(f"model v{number}").first).to_be_visible(timeout=120_000)
+            preview = page.get_by_text(re.compile(r"the mask shows v\d+")).first
+            # the mask changes with the preview, or with the new version when both land in one poll
+            t_mask = until(lambda n=n_versions, preview=preview: preview.is_visible() or len(s.versions) > n)
+            until(lambda n=n_versions: len(s.versions) > n)
+            expect(page.get_by_text(f"model v{s.versions[-1].number}").first).to_be_visible(timeout=120_000)
             t_shown = time.perf_counter()
             rows.append({"click_stored_s": round(t_stored - t0, 3), "mask_s": round(t_mask - t_stored, 3),
                          "total_mask_s": round(t_mask - t0, 3), "version_shown_s": round(t_shown - t0, 3)})  # fmt: skip
@@ -288,7 +293,7 @@ def report(r: dict) -> str:
             f"**In chromium.** First page load {first:.2f} s, later loads median {later:.2f} s (target <= "
             f"{TARGET_PAGE_S:g} s: {'met' if first <= TARGET_PAGE_S else 'NOT met'}).",
             "",
-            "| tab | click until built on the server s | until no spinner left in the page s |",
+            "| tab | click until built on the server s | until in the page (its table, else no spinner) s |",
             "|---|---|---|",
             *[f"| {title} | {t['built_s']:.2f} | {t['done_s']:.2f} |" for title, t in b["tabs_s"].items()],
             "",
