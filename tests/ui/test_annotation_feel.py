@@ -123,7 +123,7 @@ def test_a_file_over_the_limit_gets_a_message_and_the_page_stays_live(page, serv
     upload.set_input_files({"name": "huge.json", "mimeType": "application/json", "buffer": b" " * 12_000_000})
     expect(page.get_by_text("upload refused: huge.json is 11.4 MiB, over the").first).to_be_visible(timeout=TIMEOUT_MS)
     upload.set_input_files({"name": "bad.json", "mimeType": "application/json", "buffer": b"{not json"})
-    expect(page.get_by_text("upload refused: bad.json: upload is not valid JSON").first).to_be_visible(
+    expect(page.get_by_text("upload refused: bad.json: upload: not valid JSON").first).to_be_visible(
         timeout=TIMEOUT_MS
     )  # beside the file picker and in the status line
     page.mouse.click(*at(page, 5, 5, session))  # the websocket is still open: a click is still an edit
