@@ -238,11 +238,11 @@ class AnnotationCanvas:
 
     def erase(self, path: list[tuple[float, float]]) -> list[int]:
         """Remove every point and scribble the eraser stroke ``path`` of ``(row, col)`` touches (the brush
-        width is the eraser's); each removal is an edit that ``z`` takes back. Returns the removed ids."""
+        width is the eraser's), as one edit that one ``z`` takes back. Returns the removed ids."""
         s = self.session
         hit = views.touched_items(s.items(), path, s.brush_width / 2)
-        for item_id in hit:
-            s.remove(item_id)
+        if hit:
+            s.remove_many(hit)
         s.message = (
             f"eraser removed {len(hit)} annotation{'s' if len(hit) != 1 else ''} (z brings {'them' if len(hit) > 1 else 'it'} back)"
             if hit else "eraser: nothing under the stroke (drag over a point or scribble)"

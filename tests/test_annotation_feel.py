@@ -200,7 +200,7 @@ def test_eraser_removes_what_it_touches_and_undo_brings_it_back(dashboard):
     s.brush_width = 2
     d.canvas._on_stroke({"xs": [[5.5, 5.5]], "ys": [[h - 5.5, h - 25.5]]})  # down column 5, rows 5..25
     assert set(s.items()) == {keep} and "removed 2" in s.message
-    assert s.undo() and s.undo()
+    assert s.undo()  # one stroke, one edit: a single z brings both back
     assert keep in s.items() and len(s.items()) == 3
     assert sorted(type(i).__name__ for i in s.items().values()) == ["Point", "Point", "Scribble"]
     d.keys._handle_msg({"key": "e"})  # back to the tool before the eraser: strokes draw again
@@ -208,6 +208,21 @@ def test_eraser_removes_what_it_touches_and_undo_brings_it_back(dashboard):
     d.tool = "scribble"
     d.canvas._on_stroke({"xs": [[2.5, 8.5]], "ys": [[h - 1.5, h - 1.5]]})
     assert len(s.items()) == 4
+
+
+def test_an_eraser_stroke_is_one_edit_when_other_tabs_edit_the_image_too(dashboard):
+    """With two tabs on one image, undo takes back this tab's own latest edit: the whole stroke."""
+    s = dashboard.session
+    other = s.new_tab()
+    theirs = other.add_point(30, 30)
+    mine = [s.add_point(10, 5), s.add_point(12, 5)]
+    dashboard.canvas.erase([(8.0, 5.0), (14.0, 5.0)])
+    assert set(s.items()) == {theirs}
+    assert s.undo()
+    assert len(s.items()) == 3 and theirs in s.items()
+    assert s.redo() and set(s.items()) == {theirs}
+    assert s.undo() and s.undo()  # the stroke, then my second point
+    assert len(s.items()) == 2 and len(mine) == 2
 
 
 # ----------------------------------------------------------------------------- uploads

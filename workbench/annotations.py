@@ -318,11 +318,17 @@ class AnnotationStore:
             self._record(db, image, "replace", [[item_id, before, _encode(item)]])
 
     def remove(self, image: str, item_id: int) -> None:
+        self.remove_many(image, [item_id])
+
+    def remove_many(self, image: str, item_ids: Iterable[int]) -> None:
+        """Remove items of ``image`` as one undoable edit (an eraser stroke: one undo brings all back)."""
         image = _check_name(image)
         with self._write() as db:
-            before = self._current(db, image, item_id)
-            db.execute("UPDATE items SET data = NULL WHERE id = ?", (item_id,))
-            self._record(db, image, "remove", [[item_id, before, None]])
+            changes = [[item_id, self._current(db, image, item_id), None] for item_id in dict.fromkeys(item_ids)]
+            if not changes:
+                return
+            db.executemany("UPDATE items SET data = NULL WHERE id = ?", [(c[0],) for c in changes])
+            self._record(db, image, "remove", changes)
 
     def set_tags(self, image: str, tags: Iterable[int], size: tuple[int, int]) -> None:
         """Set the explicit image-level tags (classes of drawn items are tags anyway); undoable."""

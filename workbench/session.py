@@ -351,6 +351,11 @@ class DashboardSession(param.Parameterized):
         self.workspace.remove(self.index, item_id, self.history)
         self._edited(f"item {item_id} removed")
 
+    def remove_many(self, item_ids: list[int]) -> None:
+        """Remove several items as one edit (one ``z`` brings them all back)."""
+        self.workspace.remove_many(self.index, item_ids, self.history)
+        self._edited(f"{len(item_ids)} item(s) removed")
+
     def undo(self) -> bool:
         """Take back this tab's latest edit of the current image (other tabs' edits stay)."""
         done = self.workspace.step_history(self.index, self.history, undo=True)

@@ -49,7 +49,8 @@ class SessionError(ValueError):
 
 @dataclass
 class EditHistory:
-    """One tab's own edits, per image, for undo and redo: ``[kind, item_id, before, after]`` records."""
+    """One tab's own edits, per image, for undo and redo: ``[kind, item_id, before, after]`` records
+    (``["group", None, [records], None]`` for an edit of several items, such as an eraser stroke)."""
 
     undo: dict[str, list[list]] = field(default_factory=dict)
     redo: dict[str, list[list]] = field(default_factory=dict)
@@ -218,15 +219,26 @@ class AnnotationWorkspace:
         self._did(i, history, ["replace", item_id, old, new])
 
     def remove(self, index: int, item_id: int, history: EditHistory) -> None:
+        self.remove_many(index, [item_id], history)
+
+    def remove_many(self, index: int, item_ids: list[int], history: EditHistory) -> None:
+        """Remove items as one edit: one undo (here and in the store's own history) brings them all back."""
         self.check_open()
         i = self.check(index)
-        old = self.item(i, item_id)
-        self.store.remove(self.names[i], item_id)
-        self._did(i, history, ["remove", item_id, old, None])
+        changes = [["remove", item_id, self.item(i, item_id), None] for item_id in dict.fromkeys(item_ids)]
+        if not changes:
+            return
+        self.store.remove_many(self.names[i], [c[1] for c in changes])
+        self._did(i, history, changes[0] if len(changes) == 1 else ["group", None, changes, None])
 
     def _apply(self, index: int, change: list, side: int, history: EditHistory) -> None:
-        """Put item ``change[1]`` in its state before (``side=0``) or after (``side=1``) the edit."""
-        _, item_id, before, after = change
+        """Put item ``change[1]`` in its state before (``side=0``) or after (``side=1``) the edit; a
+        ``group`` record (``change[2]`` holds its edits) is applied whole, newest first when undone."""
+        kind, item_id, before, after = change
+        if kind == "group":
+            for part in reversed(before) if side == 0 else before:
+                self._apply(index, part, side, history)
+            return
         image, item_id, target = self.names[index], history.current_id(item_id), (before, after)[side]
         current = self.store.items(image).get(item_id)
         if current is None and target is not None:  # removed: add it again (a new id that stands for the old)
