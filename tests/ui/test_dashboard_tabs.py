@@ -1,4 +1,4 @@
-"""Every tab of the dashboard in a real browser, on runs of several methods and on ``--data`` alone.
+"""Every tab of the dashboard in a real browser, on a run of each of the 7 methods and on ``--data`` alone.
 
 Fails on any browser console error, any request leaving the machine (resources load inline,
 never from a CDN) and any exception on the server side (a tab that shows a traceback or an
@@ -22,19 +22,21 @@ from workbench.session import DashboardSession, QuickConfig  # noqa: E402
 
 TIMEOUT_MS = 60_000
 CANVAS = ".annotation-canvas .bk-events"
+METHOD_NAMES = ("supervised", "partial_ce", "cam", "single_stage", "spml", "simformer", "transfer")
 TABS = ["Images", "Where to click", "Affinity", "CAM vs pseudo-mask", "Proposals", "Metrics", "Your image", "Annotate"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, synthetic_root):
-    """One-epoch runs of a dense-feature, a dict-output and a weak-shot method (novel stored as names)."""
+    """One-epoch runs of every method, each on its first kind of labels (weak-shot ones with novel
+    classes stored as names)."""
     from workbench.engine import TrainConfig, train
     from workbench.methods import METHODS
 
     base = tmp_path_factory.mktemp("ui_runs")
     out = {}
-    for name in ("partial_ce", "single_stage", "simformer"):
-        novel = "ring,cross" if name == "simformer" else None
+    for name in METHOD_NAMES:
+        novel = "ring,cross" if name in ("simformer", "transfer") else None
         config = TrainConfig(data=str(synthetic_root), out=str(base / name), epochs=1, batch_size=4, novel=novel)
         train(METHODS[name], METHODS[name].Config(), config)
         out[name] = base / name
@@ -80,7 +82,7 @@ def visit_every_tab(page, dashboard: Dashboard) -> None:
         assert page.locator(".alert-warning, .alert-danger").count() == 0, title
 
 
-@pytest.mark.parametrize("which", ["partial_ce", "single_stage", "simformer", "data only"])
+@pytest.mark.parametrize("which", [*METHOD_NAMES, "data only"])
 def test_every_tab_without_errors(page, runs, synthetic_root, tmp_path, which, caplog):
     run = None if which == "data only" else runs[which]
     session = DashboardSession.open(
