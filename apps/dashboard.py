@@ -48,6 +48,7 @@ from holoviews import streams
 from panel.io.state import set_curdoc
 
 from workbench import views
+from workbench.offline_panel import offline_extension
 from workbench.security import bind_address, check_upload, safe_path
 from workbench.session import DashboardSession, SessionError, leave_a_core, read_run
 
@@ -56,8 +57,7 @@ if not __package__:  # run as a script (python apps/dashboard.py, panel serve): 
 from apps.annotation_canvas import TOOLS, USER_ERRORS, AnnotationCanvas, KeyboardShortcuts, shortcuts  # noqa: E402
 from apps.uploads import MAX_MESSAGE_FILE_BYTES, SizeCheckedFileInput, size_text  # noqa: E402
 
-pn.extension("tabulator", inline=True)  # BokehJS and Panel's JS from the server or kernel, never a CDN
-hv.extension("bokeh")
+offline_extension("tabulator")  # every script and stylesheet from the server or kernel, never a CDN
 silence(FIXED_SIZING_MODE)  # images are sized by frame_width/frame_height on purpose (square pixels)
 
 MAX_JSON_BYTES = 5_000_000  # a weak-label JSON of a few thousand images

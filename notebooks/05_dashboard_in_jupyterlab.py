@@ -24,19 +24,16 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import holoviews as hv
-import panel as pn
-
 import workbench
 from workbench import plots, views
 from workbench.data.synthetic import ensure_sized_synthetic
 from workbench.engine import TrainConfig, train
 from workbench.methods import partial_ce
+from workbench.offline_panel import offline_extension
 from workbench.session import DashboardSession, FullConfig, QuickConfig
 from workbench.weak_labels import SimulationConfig, simulate
 
-pn.extension("tabulator", inline=True)  # Bokeh and Panel JS from the kernel: renders with no internet
-hv.extension("bokeh")
+offline_extension("tabulator")  # pn.extension + hv.extension("bokeh") that render with no internet
 
 REPO = Path(workbench.__file__).resolve().parents[1]  # apps/ lives in the repository, beside workbench/
 sys.path.insert(0, str(REPO))
