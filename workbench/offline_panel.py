@@ -71,6 +71,15 @@ def inline_stylesheets(model: UIElement) -> int:
     return replaced
 
 
+def in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (where Panel renders into notebook outputs)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return hasattr(get_ipython(), "kernel")
+
+
 def _serve_from_jupyter(doc) -> None:
     """Stylesheets Panel re-sends without preprocessing come from the Jupyter server, not the CDN."""
     doc._template_variables.setdefault("dist_url", jupyter_dist_url())
@@ -80,8 +89,8 @@ def _notebook_hook(viewable: Viewable, root) -> None:
     """Panel preprocessing hook (every render and re-render of an output): outside a server session,
     i.e. in a notebook, inline the CDN stylesheets of the whole output, not only of the changed part."""
     doc = root.document
-    if (doc or state.curdoc) is not None and (doc or state.curdoc).session_context is not None:
-        return  # a served app: Panel's server serves these files itself
+    if not in_kernel() or ((doc or state.curdoc) is not None and (doc or state.curdoc).session_context is not None):
+        return  # a served app or a saved file: Panel's server, or its CDN, serves these files
     for model in root.select({"type": UIElement}):
         inline_stylesheets(model)
     if doc is not None:

@@ -120,6 +120,10 @@ def watch(page) -> list[str]:
             else problems.append(f"request off the machine: {r.url}")
         ),
     )
+    page.on(
+        "response",
+        lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
+    )  # e.g. a stylesheet the kernel's Jupyter server does not serve
     return problems
 
 
