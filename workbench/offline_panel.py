@@ -17,7 +17,7 @@ alone still took from ``cdn.holoviz.org`` in JupyterLab (Panel 1.9.4), and why:
   ``panel serve`` and Panel's JupyterLab preview set). Fix: a preprocessing hook sets it to the kernel's
   Jupyter server, which serves Panel's files at ``<base_url>panel-preview/static/extensions/panel/`` (Panel's
   Jupyter server extension, enabled when Panel is installed next to JupyterLab), and inlines every such sheet
-  of the output at each (re-)render, so only those in-place updates ask the server.
+  of what is (re-)rendered, so only those in-place updates ask the server.
 
 A served app (``panel serve``) is untouched: its documents have a session context, and Panel's server sets
 ``dist_url`` and serves the same files itself.
@@ -85,13 +85,16 @@ def _serve_from_jupyter(doc) -> None:
     doc._template_variables.setdefault("dist_url", jupyter_dist_url())
 
 
-def _notebook_hook(viewable: Viewable, root) -> None:
-    """Panel preprocessing hook (every render and re-render of an output): outside a server session,
-    i.e. in a notebook, inline the CDN stylesheets of the whole output, not only of the changed part."""
+def _notebook_hook(viewable: Viewable, root, changed: Viewable | None = None, old_models=None) -> None:
+    """Panel preprocessing hook (every render and re-render of an output): in a notebook, inline the CDN
+    stylesheets of what was (re-)rendered: the whole output at first, then the changed part."""
     doc = root.document
-    if not in_kernel() or ((doc or state.curdoc) is not None and (doc or state.curdoc).session_context is not None):
+    served = getattr(doc or state.curdoc, "session_context", None) is not None
+    if served or not in_kernel():
         return  # a served app or a saved file: Panel's server, or its CDN, serves these files
-    for model in root.select({"type": UIElement}):
+    ref = root.ref["id"]
+    part = changed._models[ref][0] if changed is not None and ref in changed._models else root
+    for model in part.select({"type": UIElement}):
         inline_stylesheets(model)
     if doc is not None:
         _serve_from_jupyter(doc)
