@@ -30,7 +30,8 @@ from functools import cache
 
 import holoviews as hv
 import panel as pn
-from bokeh.models import ImportedStyleSheet, InlineStyleSheet, UIElement
+from bokeh.models import ImportedStyleSheet, InlineStyleSheet
+from bokeh.models.ui import UIElement
 from panel.io.resources import CDN_DIST, DIST_DIR
 from panel.io.state import state
 from panel.viewable import Viewable
@@ -100,7 +101,11 @@ def _notebook_hook(viewable: Viewable, root, changed: Viewable | None = None, ol
         _serve_from_jupyter(doc)
     elif (loop := IOLoop.current(instance=False)) is not None:
         # a new output: Panel adds it to its document once the cell has displayed it
-        loop.add_callback(lambda: root.document is not None and _serve_from_jupyter(root.document))
+        def once_displayed() -> None:
+            if root.document is not None:
+                _serve_from_jupyter(root.document)
+
+        loop.add_callback(once_displayed)
 
 
 def offline_extension(*extensions: str, **params) -> None:
