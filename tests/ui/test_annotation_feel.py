@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
+from browser_data import active_draw_tool  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
@@ -43,17 +44,6 @@ def at(page, row: float, col: float, session) -> tuple[float, float]:
     box = page.locator(CANVAS).bounding_box()
     h, w = session.size()
     return box["x"] + (col + 0.5) / w * box["width"], box["y"] + (row + 0.5) / h * box["height"]
-
-
-def active_draw_tool(page) -> str | None:
-    return page.evaluate(
-        """() => {
-          for (const doc of window.Bokeh.documents)
-            for (const m of doc.all_models)
-              if (["PointDrawTool", "FreehandDrawTool"].includes(m.type) && m.active) return m.type;
-          return null;
-        }"""
-    )
 
 
 def tooltip_texts(page) -> list[str]:

@@ -23,7 +23,7 @@ import torch
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
-from browser_data import browser_points  # noqa: E402
+from browser_data import active_draw_tool, browser_points  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from PIL import Image  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
@@ -71,18 +71,6 @@ def kinds(session: DashboardSession) -> list[str]:
 
 def canvas_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator(".annotation-canvas").screenshot())).convert("RGB"), float)
-
-
-def active_draw_tool(page) -> str | None:
-    """The drawing tool active in the browser (the server switches it after a click on the tool buttons)."""
-    return page.evaluate(
-        """() => {
-          for (const doc of window.Bokeh.documents)
-            for (const m of doc.all_models)
-              if (["PointDrawTool", "FreehandDrawTool"].includes(m.type) && m.active) return m.type;
-          return null;
-        }"""
-    )
 
 
 def test_annotate_undo_retrain_reload(page, synthetic_root, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
+from browser_data import watch_page  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
@@ -41,22 +42,6 @@ def runs(tmp_path_factory, synthetic_root):
         train(METHODS[name], METHODS[name].Config(), config)
         out[name] = base / name
     return out
-
-
-def watch_page(page) -> list[str]:
-    """Console errors, page errors and requests to anything but this machine, as they happen."""
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "request",
-        lambda r: (
-            None
-            if r.url.startswith(("http://localhost", "ws://localhost", "data:", "blob:"))
-            else problems.append(f"request off the machine: {r.url}")
-        ),
-    )
-    return problems
 
 
 def visit_every_tab(page, dashboard: Dashboard) -> None:

@@ -30,6 +30,7 @@ pytest.importorskip("jupyterlab", reason="jupyterlab is not installed: `make set
 jupytext = pytest.importorskip("jupytext")
 nbformat = pytest.importorskip("nbformat")
 
+from browser_data import watch_page  # noqa: E402
 from conftest import SCREENSHOTS  # noqa: E402
 from panel.tests.util import wait_until  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
@@ -109,17 +110,7 @@ def lab(tmp_path, page, request):
 
 
 def watch(page) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "request",
-        lambda r: (
-            None
-            if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
-            else problems.append(f"request off the machine: {r.url}")
-        ),
-    )
+    problems = watch_page(page, host="127.0.0.1")
     page.on(
         "response",
         lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
