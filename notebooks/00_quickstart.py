@@ -41,7 +41,6 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 from dataclasses import replace
 from pathlib import Path
 
-import holoviews as hv
 import numpy as np
 import pandas as pd
 
@@ -52,9 +51,10 @@ from workbench.data.synthetic import STUFF, ensure_sized_synthetic
 from workbench.engine import TrainConfig, load_run, make_datasets, predict_image, train
 from workbench.methods import partial_ce, supervised
 from workbench.metrics import format_summary
+from workbench.offline_panel import offline_extension
 from workbench.weak_labels import IGNORE, UNLABELED, SimulationConfig, rasterize, simulate
 
-hv.extension("bokeh")
+offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 
 SIZES = {
     "tiny": {"side": 48, "train": 64, "val": 16, "epochs": 8, "batch_size": 8},

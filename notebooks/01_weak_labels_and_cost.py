@@ -43,6 +43,7 @@ from workbench.data.folder import list_split, load_dataset_info, read_image, rea
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
 from workbench.engine import TrainConfig, make_datasets, train
 from workbench.methods import cam, partial_ce, supervised
+from workbench.offline_panel import offline_extension
 from workbench.weak_labels import (
     SimulationConfig,
     WeakLabelSet,
@@ -52,7 +53,7 @@ from workbench.weak_labels import (
     simulate,
 )
 
-hv.extension("bokeh")
+offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 
 SIZES = {
     "tiny": {"side": 48, "train": 48, "val": 16, "epochs": 6, "batch_size": 8},

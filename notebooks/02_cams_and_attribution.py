@@ -42,9 +42,10 @@ from workbench.data.folder import list_split, load_dataset_info, read_image, rea
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
 from workbench.engine import TrainConfig, load_run, train
 from workbench.methods import cam, single_stage
+from workbench.offline_panel import offline_extension
 from workbench.weak_labels import SimulationConfig, rasterize, simulate
 
-hv.extension("bokeh")
+offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 
 SIZES = {
     "tiny": {"side": 48, "train": 48, "val": 16, "epochs": 8, "batch_size": 8},

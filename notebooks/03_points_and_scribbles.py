@@ -32,7 +32,6 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 from dataclasses import replace
 from pathlib import Path
 
-import holoviews as hv
 import numpy as np
 import pandas as pd
 from IPython.display import display
@@ -44,9 +43,10 @@ from workbench.data.folder import list_split, load_dataset_info, read_image, rea
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
 from workbench.engine import TrainConfig, load_run, predict_image, train
 from workbench.methods import partial_ce, single_stage, spml
+from workbench.offline_panel import offline_extension
 from workbench.weak_labels import SimulationConfig, rasterize, simulate
 
-hv.extension("bokeh")
+offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 
 SIZES = {
     "tiny": {"side": 48, "train": 48, "val": 16, "epochs": 6, "batch_size": 8},

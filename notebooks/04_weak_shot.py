@@ -47,10 +47,11 @@ from workbench.data.folder import list_split, load_dataset_info, read_image, rea
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
 from workbench.engine import TrainConfig, load_run, method_config_from_json, train
 from workbench.methods import simformer, supervised, transfer
+from workbench.offline_panel import offline_extension
 from workbench.splits import ClassSplit
 from workbench.weak_labels import UNLABELED
 
-hv.extension("bokeh")
+offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 
 SIZES = {
     "tiny": {"side": 48, "train": 48, "val": 16, "epochs": 6, "batch_size": 8},

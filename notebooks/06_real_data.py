@@ -47,10 +47,11 @@ from workbench.data.folder import list_split, load_dataset_info, read_image, rea
 from workbench.engine import TrainConfig, load_run, pick_device, predict_image, train
 from workbench.io import save_index_png
 from workbench.methods import partial_ce, supervised
+from workbench.offline_panel import offline_extension
 from workbench.splits import ClassSplit
 from workbench.weak_labels import SimulationConfig, simulate
 
-hv.extension("bokeh")
+offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 
 SIZES = {  # "full" is the CPU budget of the README's CamVid command (about 10 minutes a run on 2 cores)
     "tiny": {"image_size": (90, 120), "limit_train": 24, "limit_val": 8, "epochs": 2, "batch_size": 8},

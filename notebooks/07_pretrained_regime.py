@@ -39,7 +39,6 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 from dataclasses import replace
 from pathlib import Path
 
-import holoviews as hv
 import numpy as np
 import pandas as pd
 from IPython.display import display
@@ -51,8 +50,9 @@ from workbench.data.folder import list_split, load_dataset_info, read_image, rea
 from workbench.data.synthetic import ensure_sized_synthetic
 from workbench.engine import TrainConfig, load_run, make_datasets, predict_image, train
 from workbench.methods import partial_ce, supervised
+from workbench.offline_panel import offline_extension
 
-hv.extension("bokeh")
+offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 
 SIZES = {
     "tiny": {"image_size": (64, 96), "limit_train": 48, "limit_val": 16, "epochs": 5, "batch_size": 8},
