@@ -62,6 +62,27 @@ def pixel_features(method: ModuleType, model: nn.Module, images: torch.Tensor) -
     return F.interpolate(feats.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def _predict_watching(
+    method: ModuleType, model: nn.Module, images: torch.Tensor, modules: list, record: Callable[[str, Any], Any]
+) -> None:
+    """Run the method's ``predict`` with no grad, calling ``record(name, output)`` for each of ``modules``
+    (``(name, module)`` pairs) that runs; the hooks are removed afterwards, whatever happens."""
+
+    def hook(name: str):
+        def on_output(module, inputs, output) -> None:  # returns None: the output stays as it is
+            record(name, output)
+
+        return on_output
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules]
+    try:
+        with torch.no_grad():
+            method.predict(model, images)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def segmenter_layer(method: ModuleType, model: nn.Module, images: torch.Tensor) -> tuple[str, nn.Module]:
     """``(name, module)``: the deepest encoder stage (``*encoder.layer4``, ``layer3``, ...) that the method's
     ``predict`` runs through (TransferNet has two encoders; only one segments) and whose output is still
@@ -71,20 +92,7 @@ def segmenter_layer(method: ModuleType, model: nn.Module, images: torch.Tensor) 
         (n, m) for stage in stages for n, m in model.named_modules() if n.split(".")[-1] == stage and "encoder" in n
     ]
     sizes: dict[str, tuple[int, int]] = {}
-
-    def hook(name):
-        def record(module, inputs, output) -> None:  # returns None: the output stays as it is
-            sizes.setdefault(name, tuple(output.shape[-2:]))
-
-        return record
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in candidates]
-    try:
-        with torch.no_grad():
-            method.predict(model, images)
-    finally:
-        for h in handles:
-            h.remove()
+    _predict_watching(method, model, images, candidates, lambda n, out: sizes.setdefault(n, tuple(out.shape[-2:])))
     fired = [(n, m) for n, m in candidates if n in sizes]
     if not fired:
         raise ValueError("the model has no encoder stage its predictions run through")
@@ -95,21 +103,13 @@ def _score_head(method: ModuleType, model: nn.Module, images: torch.Tensor, shap
     """The last module to run in ``predict`` whose output has the shape of the class scores (the classifier)."""
     fired: list[str] = []
     modules = dict(model.named_modules())
+    leaves = [(n, m) for n, m in modules.items() if n and not list(m.children())]
 
-    def hook(name):
-        def record(module, inputs, output) -> None:
-            if isinstance(output, torch.Tensor) and tuple(output.shape) == tuple(shape):
-                fired.append(name)
+    def record(name: str, output) -> None:
+        if isinstance(output, torch.Tensor) and tuple(output.shape) == tuple(shape):
+            fired.append(name)
 
-        return record
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items() if n and not list(m.children())]
-    try:
-        with torch.no_grad():
-            method.predict(model, images)
-    finally:
-        for h in handles:
-            h.remove()
+    _predict_watching(method, model, images, leaves, record)
     if not fired:
         raise ValueError("no gradient reaches the encoder and no classifier layer was found")
     return fired[-1], modules[fired[-1]]
