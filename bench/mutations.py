@@ -194,6 +194,12 @@ def _sf_complementary_inverted():
     replace_everywhere(m, "not_base_region", lambda orig: lambda *a, **k: 1.0 - orig(*a, **k))
 
 
+def _sf_absent_tags_inverted():
+    from workbench.methods import simformer as m
+
+    replace_everywhere(m, "absent_class_loss", lambda orig: lambda logits, tags, novel: orig(logits, 1 - tags, novel))
+
+
 def _tr_disc_labels_swapped():
     from workbench.methods import transfer as m
 
@@ -291,6 +297,10 @@ MUTATIONS: list[Mutation] = [
              "complementary target inverted (base region instead of not-base)",
              (WS + "test_simformer_complementary_loss_rewards_novel_masks_on_the_not_base_region",),
              _sf_complementary_inverted),
+    Mutation("sf_absent_tags_inverted", "simformer", "inverted target",
+             "absent-tag term on the tagged novel classes instead of the absent ones",
+             ("tests/test_method_simformer.py::test_absent_class_loss_punishes_only_novel_classes_the_tags_rule_out",),
+             _sf_absent_tags_inverted),
     Mutation("tr_disc_labels_swapped", "transfer", "permuted targets", "discriminator real/fake labels swapped",
              (WS + "test_transfer_discriminator_learns_to_tell_real_label_maps_from_predictions",),
              _tr_disc_labels_swapped),

@@ -20,7 +20,8 @@ Rows:
 - ``cam_baseline``: supervised base + CAM pseudo-masks for novel classes (``transfer`` with
   ``label_rule=cam`` and no discriminator);
 - ``simformer`` (S1), ``simformer_no_comp`` (no complementary loss), ``simformer_no_dist`` (no
-  SimNet distillation);
+  SimNet distillation), ``simformer_absent`` (plus the absent-tag term, ``absent_weight=1``, ours),
+  ``simformer_partition`` (absent-tag term and novel masks partitioning the not-base region);
 - ``simformer_s2``: the S2 pseudo labels that the ``simformer`` run writes for the *training*
   images (tagged novel classes from its predictions, base pixels copied, the rest void), scored
   against the training ground truth (void pseudo pixels count as misses);
@@ -60,7 +61,7 @@ from workbench.splits import ClassSplit, identifiability, random_protocols
 SYNTHETIC = SyntheticConfig(weak_shot=True)  # 64x64, 256 train / 64 val
 DATASETS = {  # one fixed budget per dataset; splits: the protocols every row runs on
     # memory_stride: the encoder stage SimFormer's queries attend to (stride 32 leaves a 2x2 map on 64x64 inputs)
-    "synthetic": {"splits": [WEAK_SHOT_PROTOCOL], "image_size": (64, 64), "epochs": 8, "memory_stride": 8},
+    "synthetic": {"splits": [WEAK_SHOT_PROTOCOL], "image_size": (64, 64), "epochs": 20, "memory_stride": 8},
     "msrc21": {"splits": random_protocols(), "image_size": (96, 144), "epochs": 15, "memory_stride": 16},
     "camvid": {"splits": ["objects", "mixed"], "image_size": (120, 160), "epochs": 10, "memory_stride": 16},
 }
@@ -81,6 +82,8 @@ ROWS = {  # name: (method module, method config, trained under the weak-shot pro
     "simformer_s3": (simformer, simformer.Config(**NO_SIMNET), False),  # retrained on them
     "simformer_no_comp": (simformer, simformer.Config(complementary=False), True),
     "simformer_no_dist": (simformer, simformer.Config(distillation=False), True),
+    "simformer_absent": (simformer, simformer.Config(absent_weight=1.0), True),
+    "simformer_partition": (simformer, simformer.Config(absent_weight=1.0, partition=True), True),
     "transfer": (transfer, transfer.Config(), True),
 }
 BATCH_SIZE = 8

@@ -209,6 +209,24 @@ def test_partition_loss_prefers_novel_masks_that_split_the_region_to_overlapping
     )
 
 
+def test_absent_class_loss_punishes_only_novel_classes_the_tags_rule_out():
+    novel = (1, 2)
+    tags = torch.tensor([[1.0, 1.0, 0.0]])  # class 1 (novel) tagged, class 2 (novel) absent
+    logits = torch.full((1, 3, 4), -10.0)
+    logits[0, :, 3] = 10.0  # every query says "no object"
+    quiet = float(simformer.absent_class_loss(logits, tags, novel))
+    says_present = logits.clone()
+    says_present[0, 0, 1] = 20.0  # one query predicts the tagged novel class: no penalty
+    says_absent = logits.clone()
+    says_absent[0, 2, 2] = 20.0  # one query predicts the absent novel class
+    assert quiet < 1e-3
+    assert float(simformer.absent_class_loss(says_present, tags, novel)) < 1e-3
+    assert float(simformer.absent_class_loss(says_absent, tags, novel)) > 5.0
+    says_base = logits.clone()
+    says_base[0, 1, 0] = 20.0  # a base class is not this term's business
+    assert float(simformer.absent_class_loss(says_base, tags, novel)) < 1e-3
+
+
 @pytest.mark.parametrize("bn", simformer.TEACHER_BN_MODES)
 def test_teacher_uses_the_chosen_batchnorm_statistics_and_leaves_running_ones(bn):
     torch.manual_seed(0)
@@ -260,6 +278,8 @@ def test_training_steps_lower_the_loss_and_every_term_is_present(weakshot_root):
         losses.append(float(out["loss"].detach()))
     assert {"cls", "mask", "comp", "sim", "dist"} <= set(out)
     assert "part" in simformer.training_step(model, batch, dataclasses.replace(config, partition=True))
+    with_absent = simformer.training_step(model, batch, dataclasses.replace(config, absent_weight=1.0))
+    assert float(with_absent["absent"]) > 0
     assert sum(losses[-3:]) < sum(losses[:3]), losses
 
 
