@@ -170,7 +170,7 @@ def s2_summary(cm: np.ndarray, classes, novel) -> dict:
 
 
 def run_s2_s3(
-    dataset_dir: Path, split_dir: Path, config: TrainConfig, s3_config: simformer.Config, limit: int | None
+    dataset_dir: Path, split_dir: Path, s3_train: TrainConfig, s3_method: simformer.Config, limit: int | None
 ) -> dict[str, dict]:
     """S2 (pseudo labels from the finished ``simformer`` run) and S3 (retraining on them)."""
     run = split_dir / "simformer"
@@ -183,8 +183,8 @@ def run_s2_s3(
         novel = ClassSplit.from_names(cfg["dataset"]["classes"], cfg["novel"]).novel
         simformer.write_pseudo_label_dataset(model, dataset_dir, novel, tuple(cfg["image_size"]), pseudo)
     out = {"simformer_s2": {"confusion": pseudo_label_confusion(pseudo, dataset_dir, limit), "seconds": None}}
-    s3_train = dataclasses.replace(config, data=str(pseudo), out=str(split_dir / "simformer_s3"), protocol=None)
-    summary, seconds = run_training(simformer, s3_config, s3_train)
+    s3_train = dataclasses.replace(s3_train, data=str(pseudo), out=str(split_dir / "simformer_s3"), protocol=None)
+    summary, seconds = run_training(simformer, s3_method, s3_train)
     out["simformer_s3"] = {"summary": summary, "seconds": seconds}
     return out
 
@@ -300,10 +300,10 @@ def main() -> None:
         reports[protocol] = identifiability(train_masks, split).to_dict()
         split_dir, rows = runs / protocol.replace(":", "_"), {}
         for row in sorted(ROWS, key=lambda r: names.index(r) if r in names else len(names)):  # --rows order first
-            method, _, weak_shot = ROWS[row]
-            method_config = row_method_config(row, args.dataset, args.regime)
             if row in ("simformer_s2", "simformer_s3"):
                 continue
+            method, _, weak_shot = ROWS[row]
+            method_config = row_method_config(row, args.dataset, args.regime)
             config = train_config(
                 budget, args.regime, data, split_dir / row, protocol if weak_shot else None, **overrides
             )
@@ -326,8 +326,8 @@ def main() -> None:
                 "dataset": args.dataset, "regime": args.regime, "splits": list(per_split), "image_size":
                 budget["image_size"], "epochs": overrides.get("epochs", budget["epochs"]), "batch_size": BATCH_SIZE,
                 **REGIMES[args.regime], "memory_stride": budget["memory_stride"],
-                "backbone_lr_scale": BACKBONE_LR_SCALE[args.regime], "overrides": overrides, "rows": aggregate(per_split), "per_split": per_split,
-                "identifiability": reports,
+                "backbone_lr_scale": BACKBONE_LR_SCALE[args.regime], "overrides": overrides,
+                "rows": aggregate(per_split), "per_split": per_split, "identifiability": reports,
             }  # fmt: skip
             atomic_write_text(out / f"weak_shot_{args.dataset}_{args.regime}.json", json.dumps(doc, indent=1))
             atomic_write_text(out / f"weak_shot_{args.dataset}_{args.regime}.md", markdown(doc))
