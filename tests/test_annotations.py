@@ -221,6 +221,18 @@ def _annotated_store(path, info, names):
     return store
 
 
+def test_a_closed_store_says_so_and_names_its_file(tmp_path):
+    path = tmp_path / "c.sqlite"
+    s = AnnotationStore(path, CLASSES)
+    s.add("im", Point(1, 1, 0), SIZE)
+    s.close()
+    for call in (lambda: s.items("im"), lambda: s.add("im", Point(2, 2, 0), SIZE)):
+        with pytest.raises(AnnotationError, match=r"c\.sqlite.*closed"):  # not sqlite3.ProgrammingError
+            call()
+    with AnnotationStore(path, CLASSES) as again:  # nothing was lost
+        assert list(again.items("im").values()) == [Point(1, 1, 0)]
+
+
 def test_export_png_writes_index_masks_equal_to_the_rasterized_labels(tmp_path, synthetic_root):
     info = load_dataset_info(synthetic_root)
     names = list_split(info, "train")[:2]

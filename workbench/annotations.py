@@ -234,6 +234,7 @@ class AnnotationStore:
             raise AnnotationError(f"{self.path}: classes must be a non-empty list of class names, got {classes!r}")
         self.classes = tuple(classes)
         self._lock = threading.RLock()
+        self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
@@ -275,6 +276,7 @@ class AnnotationStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it lands, or (error, crash) none of it."""
         with self._lock:
+            self._check_open()
             self._db.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through
             try:
                 yield self._db
@@ -287,6 +289,7 @@ class AnnotationStore:
     def _read(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: a consistent snapshot even while another process writes."""
         with self._lock:
+            self._check_open()
             self._db.execute("BEGIN")
             try:
                 yield self._db
@@ -447,7 +450,14 @@ class AnnotationStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
+
+    def _check_open(self) -> None:
+        if self._closed:  # sqlite's own error ("Cannot operate on a closed database") names no file
+            raise AnnotationError(
+                f"{self.path}: this annotation store was closed; open it again with AnnotationStore(path, classes)"
+            )
 
     def __enter__(self) -> AnnotationStore:
         return self

@@ -344,8 +344,8 @@ class AnnotationWorkspace:
         return count
 
     def close(self) -> None:
+        self.closed = True  # first: a tab's poller that reads now sees a closed workspace, not a closed store
         self.store.close()
-        self.closed = True
 
 
 def without_stored(weak: WeakLabels, stored: WeakLabels | None) -> WeakLabels:
