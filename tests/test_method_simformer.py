@@ -141,6 +141,27 @@ def test_simnet_learns_to_separate_classes_from_base_pairs_only():
     assert same.mean() > 0.8 and diff.mean() < 0.2, (same.mean(), diff.mean())
 
 
+@pytest.mark.parametrize("pairs", ["one_base", "base"])
+def test_simnet_pairs_hold_a_novel_pixel_only_when_one_base_pixel_is_asked_for(pairs):
+    torch.manual_seed(0)
+    config = simformer.Config(
+        hidden_dim=32, heads=2, simnet_dim=32, points_per_image=24, novel=(3,), simnet_pairs=pairs
+    )
+    model = simformer.build(4, config, Backbone())
+    label = torch.zeros(2, 16, 16, dtype=torch.long)
+    label[:, :, 8:] = UNLABELED  # half of each image is not base (novel class 3 behind its tag)
+    features = (label == UNLABELED).float()[:, None].expand(2, 32, 16, 16)  # every channel: 1 on a novel pixel
+    seen = []
+    simnet_forward = model.simnet.forward
+    model.simnet.forward = lambda x: seen.append(x.detach()) or simnet_forward(x)
+    simformer.simnet_loss(model, {"features": features}, label, [1, 0], config)
+    grid = torch.cat(seen)
+    novel_in_pair = (grid[:, 0] > 0.5) | (grid[:, 32] > 0.5)
+    both_novel = (grid[:, 0] > 0.5) & (grid[:, 32] > 0.5)
+    assert not both_novel.any()  # a pair of two not-base pixels is never certain
+    assert bool(novel_in_pair.any()) == (pairs == "one_base")
+
+
 def test_pair_partners_prefer_deconfounded_novel_partners_then_base_then_anyone():
     torch.manual_seed(0)
     novel = (5, 7)

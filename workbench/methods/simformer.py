@@ -48,6 +48,13 @@ Choices of ours (the paper's code differs or says nothing), all in this file:
   their mask logits (detached), and each query's mask is trained (focal + dice, weight
   ``partition_weight``) towards its share: the masks compete for pixels instead of all
   covering the whole region, which the complementary loss (a union) allows;
+- ``simnet_pairs="base"`` (default ``"one_base"`` as the paper, ours): SimNet learns only from
+  pairs of two base pixels. With ``"one_base"`` every pair that holds a novel pixel is a
+  "different" pair, so SimNet can learn "a novel-looking pixel is different from everything";
+  on the synthetic weak-shot set it then calls 97% of same-class novel pairs different
+  (p(same) 0.09), and distillation pushes every novel score vector away from every other.
+  With ``"base"`` it calls 83% of novel pairs "same", whatever their classes: from scratch the
+  pixel features do not tell novel classes apart (synthetic, 20 epochs: novel 0.208 vs 0.202);
 - ``absent_weight`` (default 0, ours): image tags also say which novel classes are *absent*;
   ``-log(1 - max_q p_q(c))`` for each of them, per decoder layer. Unmatched queries otherwise
   learn "no object" only at ``no_object_weight`` 0.1, so where a novel class is in most images
@@ -87,6 +94,7 @@ SAMPLING_JITTER = 0.1  # "random sampling" = top-k of (region indicator + 0.1 * 
 DECONFOUND_RARE_P = 0.01  # probability of pairing on the novel class with the fewest partners
 DISTILL_MODES = ("cce", "ce")
 TEACHER_BN_MODES = ("batch", "running")
+SIMNET_PAIRS = ("one_base", "base")  # pairs SimNet learns from: at least one base pixel (paper), or both
 MEMORY_STRIDES = (8, 16, 32)
 DISTILL_CLAMP = 0.01
 AFFINITY_CHUNK = 65536  # pixel pairs per SimNet call in simnet_affinity
@@ -127,6 +135,7 @@ class Config:
     partition: bool = False  # novel masks share the not-base region by a softmax across novel queries
     partition_weight: float = 1.0
     absent_weight: float = 0.0  # novel classes an image's tags rule out: -log(1 - max_q p_q(c)) (0: off)
+    simnet_pairs: str = "one_base"  # SimNet's training pairs: at least one base pixel (paper) or "base" (both)
 
     def __post_init__(self) -> None:
         check_loss_weights(self)
@@ -146,6 +155,8 @@ class Config:
             raise ValueError(f"dist_mode must be one of {DISTILL_MODES}, got {self.dist_mode!r}")
         if self.teacher_bn not in TEACHER_BN_MODES:
             raise ValueError(f"teacher_bn must be one of {TEACHER_BN_MODES}, got {self.teacher_bn!r}")
+        if self.simnet_pairs not in SIMNET_PAIRS:
+            raise ValueError(f"simnet_pairs must be one of {SIMNET_PAIRS}, got {self.simnet_pairs!r}")
         if self.grad_clip < 0 or not 0 < self.backbone_lr_scale <= 1:
             raise ValueError(
                 f"grad_clip must be >= 0 (0: off) and backbone_lr_scale in (0, 1], "
@@ -565,8 +576,8 @@ def simnet_loss(model: nn.Module, out: dict, label: torch.Tensor, partners: list
     """§1.5.4: class-balanced BCE of SimNet on cross-image pixel pairs of which at least one is base.
 
     Per image, ``common_fraction`` of the points lie in a base class present in both images of
-    the pair (in the whole base region when there is none), the rest anywhere else outside void.
-    Target: same label. Features are detached, so this loss trains SimNet only. Both orders
+    the pair (in the whole base region when there is none), the rest anywhere else outside void
+    (in the rest of the base region with ``simnet_pairs="base"``). Target: same label. Features are detached, so this loss trains SimNet only. Both orders
     (A->B and B->A) of every pair are used; SimNet runs once on all pairs of the batch.
     """
     feats, k, size = out["features"].detach(), unwrap(model).num_classes, label.shape[-2:]
@@ -582,12 +593,14 @@ def simnet_loss(model: nn.Module, out: dict, label: torch.Tensor, partners: list
             inside = label[x] == cls if cls is not None else is_base
             allowed = label[x] != IGNORE
             idx_a, _ = sample_points(inside, allowed, n_common)
-            idx_b, _ = sample_points(~inside & allowed, allowed, config.points_per_image - n_common)
+            rest = ~inside & (is_base if config.simnet_pairs == "base" else allowed)
+            idx_b, _ = sample_points(rest, allowed, config.points_per_image - n_common)
             idx = torch.cat([idx_a, idx_b])
             ok = allowed.flatten()[idx]
             points.append((gather_points(feats[x], idx, size), label[x].flatten()[idx], is_base.flatten()[idx], ok))
         (fa, la, ba, oa), (fb, lb, bb, ob) = points
-        valid = (ba[:, None] | bb[None]) & oa[:, None] & ob[None]  # (Pa, Pb): "different" is certain
+        either = (ba[:, None] & bb[None]) if config.simnet_pairs == "base" else (ba[:, None] | bb[None])
+        valid = either & oa[:, None] & ob[None]  # (Pa, Pb): "different" is certain
         same = la[:, None] == lb[None]
         for first, second, v, s in ((fa, fb, valid, same), (fb, fa, valid.T, same.T)):
             grids.append(pair_grid(first, second)[v.flatten()])
