@@ -53,7 +53,7 @@ Choices of ours (the paper's code differs or says nothing), all in this file:
   "different" pair, so SimNet can learn "a novel-looking pixel is different from everything";
   on the synthetic weak-shot set it then calls 97% of same-class novel pairs different
   (p(same) 0.09), and distillation pushes every novel score vector away from every other.
-  With ``"base"`` it calls 83% of novel pairs "same", whatever their classes: from scratch the
+  With ``"base"`` it gives novel pairs p(same) 0.82 whatever their classes: from scratch the
   pixel features do not tell novel classes apart (synthetic, 20 epochs: novel 0.208 vs 0.202);
 - ``absent_weight`` (default 0, ours): image tags also say which novel classes are *absent*;
   ``-log(1 - max_q p_q(c))`` for each of them, per decoder layer. Unmatched queries otherwise
