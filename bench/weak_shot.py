@@ -21,7 +21,8 @@ Rows:
   ``label_rule=cam`` and no discriminator);
 - ``simformer`` (S1), ``simformer_no_comp`` (no complementary loss), ``simformer_no_dist`` (no
   SimNet distillation), ``simformer_absent`` (plus the absent-tag term, ``absent_weight=1``, ours),
-  ``simformer_partition`` (absent-tag term and novel masks partitioning the not-base region);
+  ``simformer_partition`` (absent-tag term and novel masks partitioning the not-base region),
+  ``simformer_base_pairs`` (SimNet trained on base-base pixel pairs only, ``simnet_pairs="base"``, ours);
 - ``simformer_s2``: the S2 pseudo labels that the ``simformer`` run writes for the *training*
   images (tagged novel classes from its predictions, base pixels copied, the rest void), scored
   against the training ground truth (void pseudo pixels count as misses);
@@ -84,6 +85,7 @@ ROWS = {  # name: (method module, method config, trained under the weak-shot pro
     "simformer_no_dist": (simformer, simformer.Config(distillation=False), True),
     "simformer_absent": (simformer, simformer.Config(absent_weight=1.0), True),
     "simformer_partition": (simformer, simformer.Config(absent_weight=1.0, partition=True), True),
+    "simformer_base_pairs": (simformer, simformer.Config(simnet_pairs="base"), True),
     "transfer": (transfer, transfer.Config(), True),
 }
 BATCH_SIZE = 8
