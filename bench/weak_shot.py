@@ -49,11 +49,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import default_collate
 
 from workbench.checkpoint import read_run_config
 from workbench.data.folder import list_split, load_dataset_info, read_mask
 from workbench.data.synthetic import WEAK_SHOT_PROTOCOL, SyntheticConfig, ensure_synthetic
-from workbench.engine import TrainConfig, load_run, train
+from workbench.engine import TrainConfig, load_run, make_datasets, train
 from workbench.io import atomic_write_text
 from workbench.methods import simformer, supervised, transfer
 from workbench.metrics import summarize
@@ -89,6 +90,7 @@ ROWS = {  # name: (method module, method config, trained under the weak-shot pro
     "transfer": (transfer, transfer.Config(), True),
 }
 BATCH_SIZE = 8
+SIMNET_IMAGES = 64  # validation images (32 pairs) behind a row's SimNet pair report
 
 
 def row_method_config(row: str, dataset: str, regime: str):
@@ -191,6 +193,18 @@ def run_s2_s3(
     return out
 
 
+def simnet_scores(run: Path, data: Path, image_size: tuple[int, int], limit_val: int | None) -> dict[str, float | None]:
+    """SimNet's p(same) on validation pixel pairs by kind (:func:`simformer.simnet_pair_report`) of a
+    weak-shot SimFormer run: whether pixel-pixel similarity transfers to the novel classes."""
+    _, model, cfg = load_run(run, "cpu")
+    novel = ClassSplit.from_names(cfg["dataset"]["classes"], cfg["novel"]).novel
+    config = TrainConfig(data=str(data), image_size=image_size, hflip=False, limit_val=limit_val)
+    _, val = make_datasets(simformer, config)
+    batch = default_collate([val[i] for i in range(min(len(val), SIMNET_IMAGES))])
+    report = simformer.simnet_pair_report(model, batch["image"], batch["label"], novel)
+    return {f"simnet_{key}": value for key, value in report.items()}
+
+
 def row_scores(row: str, result: dict, info, split: ClassSplit) -> dict:
     if row == "simformer_s2":
         s = s2_summary(result["confusion"], info.classes, split.novel)
@@ -241,23 +255,30 @@ def markdown(doc: dict) -> str:
         f"{len(doc['splits'])} split(s): {', '.join(doc['splits'])}. Ratios: novel (base) mIoU over "
         "`simformer_all` (same model, every class with masks) and over `supervised_all`. Harmonic = 2BN/(B+N) "
         "(ours). `simformer_s2` scores the pseudo labels of the training images, not the validation split. "
+        f"SimNet p(same): its mean same-class probability on cross-image pairs of two novel pixels of one class "
+        f"and of two novel classes ({SIMNET_IMAGES} validation images; distillation trusts it there, so no gap "
+        "means no pixel-pixel transfer). "
         f"SimFormer rows: queries attend to the stride-{doc.get('memory_stride', 32)} encoder stage, encoder "
         f"learning rate x{doc.get('backbone_lr_scale', 0.1)}.",
         "",
         "| row | base mIoU | novel mIoU | harmonic | novel / simformer_all | base / simformer_all "
-        "| novel / supervised_all | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| novel / supervised_all | SimNet p(same), novel pairs: one class / two | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(r, key, digits=3):
         v, sd = r.get(key), r.get(f"{key}_sd")
         return "" if v is None else f"{v:.{digits}f}" + ("" if sd is None else f" +- {sd:.{digits}f}")
 
+    def simnet_cell(r):
+        same, diff = cell(r, "simnet_novel_same", 2), cell(r, "simnet_novel_diff", 2)
+        return f"{same} / {diff}" if same and diff else ""
+
     for r in doc["rows"]:
         lines.append(
             f"| {r['row']} | {cell(r, 'base_miou')} | {cell(r, 'novel_miou')} | {cell(r, 'harmonic_miou')} | "
             f"{cell(r, 'novel_ratio_same_model', 2)} | {cell(r, 'base_ratio_same_model', 2)} | "
-            f"{cell(r, 'novel_ratio_full', 2)} | {r.get('seconds') or 0:.0f} |"
+            f"{cell(r, 'novel_ratio_full', 2)} | {simnet_cell(r)} | {r.get('seconds') or 0:.0f} |"
         )
     lines += ["", "## Identifiability of the splits (training images)", ""]
     for name, report in doc["identifiability"].items():
@@ -313,6 +334,8 @@ def main() -> None:
                 continue
             summary, seconds = run_training(method, method_config, config)
             rows[row] = row_scores(row, {"summary": summary, "seconds": seconds}, info, split)
+            if method is simformer and weak_shot and method_config.simnet:
+                rows[row] |= simnet_scores(Path(config.out), data, budget["image_size"], args.limit_val)
             print(f"{protocol:<12} {row:<18} base {rows[row]['base_miou']:.3f} novel {rows[row]['novel_miou']:.3f}",
                   flush=True)  # fmt: skip
             if row == "simformer" and {"simformer_s2", "simformer_s3"} & set(names):

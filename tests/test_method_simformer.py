@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from workbench.cli import main
@@ -160,6 +161,30 @@ def test_simnet_pairs_hold_a_novel_pixel_only_when_one_base_pixel_is_asked_for(p
     both_novel = (grid[:, 0] > 0.5) & (grid[:, 32] > 0.5)
     assert not both_novel.any()  # a pair of two not-base pixels is never certain
     assert bool(novel_in_pair.any()) == (pairs == "one_base")
+
+
+def test_simnet_pair_report_sorts_pairs_by_kind_and_truth():
+    """An oracle SimNet (same class <=> same one-hot feature) that is blind to class 3 (novel): it sees
+    every class-3 pixel as class 2, so novel pairs of two classes look alike."""
+    config = simformer.Config(hidden_dim=32, heads=2, novel=(2, 3))
+    model = simformer.build(4, config, Backbone())
+    label = torch.zeros(4, 8, 8, dtype=torch.long)
+    label[:, :, 2:4], label[:, :, 4:6], label[:, :, 6:] = 1, 2, 3
+    seen_as = torch.where(label == 3, 2, label)
+    features = F.one_hot(seen_as, 32).permute(0, 3, 1, 2).float()
+    model.forward = lambda images=None, pairs=None: {"features": features}
+
+    class Oracle(torch.nn.Module):
+        def forward(self, pairs):
+            agree = (pairs[:, :32] * pairs[:, 32:]).sum(1)
+            return torch.stack([-10 * agree + 5, 10 * agree - 5], 1)
+
+    model.simnet = Oracle()
+    report = simformer.simnet_pair_report(model, torch.zeros(4, 3, 8, 8), label, (2, 3), points=64)
+    assert report["base_same"] > 0.99 and report["base_diff"] < 0.01
+    assert report["novel_same"] > 0.99 and report["novel_diff"] > 0.99  # blind to the novel classes' difference
+    label[:, :, 6:] = 0  # no class 3 left: no novel pairs of two classes
+    assert simformer.simnet_pair_report(model, torch.zeros(4, 3, 8, 8), label, (2, 3), points=64)["novel_diff"] is None
 
 
 def test_pair_partners_prefer_deconfounded_novel_partners_then_base_then_anyone():

@@ -801,6 +801,46 @@ def simnet_affinity(
     return torch.cat(sims).view(other.shape[1:])
 
 
+@torch.no_grad()
+def simnet_pair_report(
+    model: nn.Module, images: torch.Tensor, label: torch.Tensor, novel: Sequence[int], points: int = 200, seed: int = 0
+) -> dict[str, float | None]:
+    """SimNet's mean p(same) on cross-image pixel pairs of images ``(0, 1), (2, 3), ...``, by the pairs'
+    ground truth: ``base_same``, ``base_diff`` (two base pixels of one class / of two), ``novel_same``,
+    ``novel_diff`` (two novel pixels). Distillation trusts SimNet on novel pairs, so a small gap
+    between ``novel_same`` and ``novel_diff`` means no pixel-pixel transfer. A diagnostic against
+    ground truth (``label`` with novel classes visible), never a training signal; SimNet in eval mode.
+    """
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    features = net(images)["features"]
+    generator = torch.Generator().manual_seed(seed)
+    size, k = label.shape[-2:], net.num_classes
+    is_novel = torch.zeros(k + 1, dtype=torch.bool)
+    is_novel[list(novel)] = True
+    sums: dict[str, list[float]] = {key: [0.0, 0.0] for key in ("base_same", "base_diff", "novel_same", "novel_diff")}
+    for a in range(0, len(images) - 1, 2):
+        sampled = []
+        for x in (a, a + 1):
+            idx = torch.randperm(size[0] * size[1], generator=generator)[:points].to(label.device)
+            cls = label[x].flatten()[idx]
+            keep = cls < k
+            sampled.append((gather_points(features[x], idx[keep], size), cls[keep].cpu()))
+        (fa, la), (fb, lb) = sampled
+        if not len(la) or not len(lb):
+            continue
+        p_same = net.simnet(pair_grid(fa, fb)).float().softmax(-1)[:, 1].cpu()
+        same = (la[:, None] == lb[None]).flatten()
+        for kind, both in (("base", ~is_novel[la][:, None] & ~is_novel[lb][None]),
+                           ("novel", is_novel[la][:, None] & is_novel[lb][None])):  # fmt: skip
+            for name, chosen in (("same", both.flatten() & same), ("diff", both.flatten() & ~same)):
+                sums[f"{kind}_{name}"][0] += float(p_same[chosen].sum())
+                sums[f"{kind}_{name}"][1] += int(chosen.sum())
+    net.train(was_training)
+    return {key: (total / count if count else None) for key, (total, count) in sums.items()}
+
+
 # ----------------------------------------------------------------------------- optional retraining (§1.7 S2/S3)
 
 
