@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,15 @@ def synthetic_root(tmp_path_factory) -> Path:
     return generate(
         tmp_path_factory.mktemp("data") / "synthetic", SyntheticConfig(height=32, width=32, train=12, val=4)
     )
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory, request) -> Iterator[Path]:
+    """A folder for a test module's trained runs, deleted when the module ends: a run's checkpoints
+    weigh 50-450 MB, and a CI disk once filled up keeping every module's runs to the session's end."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -293,11 +293,11 @@ def test_every_per_class_chart_marks_novel_classes():
 
 
 @pytest.fixture(scope="module")
-def weakshot_run(tmp_path_factory, synthetic_root):
+def weakshot_run(module_dir, synthetic_root):
     from workbench.engine import TrainConfig, train
     from workbench.methods import simformer
 
-    out = tmp_path_factory.mktemp("feel_runs") / "simformer"
+    out = module_dir / "simformer"
     config = TrainConfig(data=str(synthetic_root), out=str(out), epochs=1, batch_size=4, novel="ring,cross")
     train(simformer, simformer.Config(), config)
     return out

@@ -419,8 +419,8 @@ def test_cli_config_errors_exit_2_naming_the_key_and_write_nothing(synthetic_roo
 
 
 @pytest.fixture(scope="module")
-def trained_run(synthetic_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("trained") / "run"
+def trained_run(synthetic_root, module_dir) -> Path:
+    out = module_dir / "run"
     config = TrainConfig(data=str(synthetic_root), out=str(out), epochs=1, batch_size=4, limit_train=4, limit_val=2)
     train(partial_ce, partial_ce.Config(), config)
     return out

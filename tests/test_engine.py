@@ -39,8 +39,8 @@ SMALL = {"encoder": "mobilenet_v2", "limit_train": 8}  # half the weights to che
 
 
 @pytest.fixture(scope="module")
-def trained_run(synthetic_root, tmp_path_factory) -> tuple[Path, dict]:
-    config = tiny_config(synthetic_root, tmp_path_factory.mktemp("runs") / "run", supervision="points")
+def trained_run(synthetic_root, module_dir) -> tuple[Path, dict]:
+    config = tiny_config(synthetic_root, module_dir / "run", supervision="points")
     records = []
     summary = train(partial_ce, partial_ce.Config(), config, on_log=records.append)
     return Path(config.out), {"summary": summary, "records": records}

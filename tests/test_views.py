@@ -372,13 +372,13 @@ def build(view) -> None:
 
 
 @pytest.fixture(scope="module")
-def method_runs(tmp_path_factory):
+def method_runs(module_dir):
     """A one-epoch run of each of the 7 methods on a tiny synthetic set (weak-shot ones with novel classes)."""
     from workbench.data.synthetic import SyntheticConfig, generate
     from workbench.engine import TrainConfig, train
     from workbench.methods import METHODS
 
-    base = tmp_path_factory.mktemp("method_runs")
+    base = module_dir
     root = generate(base / "data", SyntheticConfig(height=32, width=32, train=8, val=4))
     runs = {}
     for name, method in sorted(METHODS.items()):

@@ -28,13 +28,13 @@ TABS = ["Images", "Where to click", "Affinity", "CAM vs pseudo-mask", "Proposals
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, synthetic_root):
+def runs(module_dir, synthetic_root):
     """One-epoch runs of every method, each on its first kind of labels (weak-shot ones with novel
     classes stored as names)."""
     from workbench.engine import TrainConfig, train
     from workbench.methods import METHODS
 
-    base = tmp_path_factory.mktemp("ui_runs")
+    base = module_dir
     out = {}
     for name in METHOD_NAMES:
         novel = "ring,cross" if name in ("simformer", "transfer") else None
