@@ -203,6 +203,29 @@ def test_pair_partners_prefer_deconfounded_novel_partners_then_base_then_anyone(
     assert simformer.pair_partners(tags[:1], label[:1], novel) == [0]  # a batch of one pairs with itself
 
 
+def test_ground_truth_teacher_rewards_novel_scores_that_follow_the_true_classes():
+    """``distillation_loss(truth=...)`` (the bench's ceiling diagnostic): two images whose not-base
+    region holds novel classes 3 (left) and 4 (right); query 0 says 3, query 1 says 4."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(TINY, novel=(3, 4))
+    truth = torch.zeros(2, 8, 8, dtype=torch.long)
+    truth[:, :, :4], truth[:, :, 4:] = 3, 4
+    label = torch.full_like(truth, UNLABELED)
+    tags = torch.zeros(2, 5)
+    tags[:, [3, 4]] = 1.0
+    logits = torch.full((1, 2, 2, 6), -10.0)
+    logits[..., 0, 3] = logits[..., 1, 4] = 10.0
+    left = torch.zeros(8, 8)
+    left[:, :4] = 1
+    right_way = torch.stack([left, 1 - left]) * 20 - 10  # query 0 on the class-3 pixels, query 1 on class 4
+    out = {"logits": logits, "features": torch.zeros(2, 32, 8, 8), "masks": None}
+    losses = []
+    for second in (right_way, right_way.flip(0)):  # image 1: the right way round, or swapped
+        out["masks"] = torch.stack([right_way, second])[None]
+        losses.append(float(simformer.distillation_loss(None, out, label, tags, [1, 0], config, truth=truth)))
+    assert losses[0] < losses[1] - 0.3, losses
+
+
 def test_distillation_pulls_student_similarity_towards_the_teacher():
     s = torch.tensor([0.2, 0.2, 0.8, 0.8], requires_grad=True)
     t = torch.tensor([0.9, 0.1, 0.9, 0.1])

@@ -657,12 +657,20 @@ def teacher_mode(simnet: nn.Module, bn: str):
 
 
 def distillation_loss(
-    model: nn.Module, out: dict, label: torch.Tensor, tags: torch.Tensor, partners: list[int], config: Config
+    model: nn.Module,
+    out: dict,
+    label: torch.Tensor,
+    tags: torch.Tensor,
+    partners: list[int],
+    config: Config,
+    truth: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """§1.5.5: SimNet's similarity (teacher, no grad, :func:`teacher_mode`) distilled into ``ReLU(cos(v_i, v_j))``.
 
     Only pairs of images sharing a novel tag; points are sampled in each image's ``UNLABELED``
-    region, and only pairs of points that really lie in it count.
+    region, and only pairs of points that really lie in it count. ``truth`` (ground truth
+    ``(B, H, W)``) replaces SimNet by a perfect teacher (1: same class, 0: not): a diagnostic
+    ceiling of pixel-pixel transfer (``bench/simformer_teacher_ceiling.py``), never training.
     """
     logits, masks, feats = out["logits"][-1], out["masks"][-1], out["features"]
     size, terms = label.shape[-2:], []
@@ -675,13 +683,16 @@ def distillation_loss(
             region = label[x] == UNLABELED
             idx, inside = sample_points(region, region, config.points_per_image)
             v = novel_scores(logits[x], gather_points(masks[x], idx, size), config.novel)
-            points.append((gather_points(feats[x].detach(), idx, size), v, inside))
-        (fa, va, oa), (fb, vb, ob) = points
+            points.append((gather_points(feats[x].detach(), idx, size), v, inside, idx))
+        (fa, va, oa, ia), (fb, vb, ob, ib) = points
         valid = (oa[:, None] & ob[None]).flatten()
         if valid.sum() < 2:
             continue
-        with torch.no_grad(), teacher_mode(unwrap(model).simnet, config.teacher_bn):
-            teacher = model(pairs=pair_grid(fa, fb)).float().softmax(-1)[:, 1]
+        if truth is not None:
+            teacher = (truth[i].flatten()[ia][:, None] == truth[j].flatten()[ib][None]).float().flatten()
+        else:
+            with torch.no_grad(), teacher_mode(unwrap(model).simnet, config.teacher_bn):
+                teacher = model(pairs=pair_grid(fa, fb)).float().softmax(-1)[:, 1]
         student = F.relu(F.cosine_similarity(va[:, None], vb[None], dim=-1)).flatten()
         terms.append(distill_term(student[valid], teacher[valid], config.dist_mode))
     return torch.stack(terms).mean() if terms else logits.sum() * 0.0

@@ -1,0 +1,125 @@
+"""Diagnostic (issue 14): how much can SimFormer's pixel-pixel distillation give with a perfect teacher?
+
+On the synthetic weak-shot set SimNet calls same-class and different-class novel pixel pairs
+alike (p(same) 0.09 / 0.10), so the ``simformer`` row cannot tell whether distillation fails for
+want of a good teacher or could not help anyway. Here SimFormer trains with the bench's budget
+(``weak_shot.py``, synthetic, scratch) twice per setting: with its learned SimNet teacher and with
+the ground-truth relation (1: same class, 0: not) as the teacher, ``distillation_loss(truth=...)``.
+The ground-truth rows see novel labels and are a ceiling of the pixel-pixel pathway, not a method.
+
+Settings: the paper's weights (``dist_weight=0.5``), and ``dist_weight=2`` with the absent-tag
+term (``absent_weight=1``, ours). Results: ``bench/results/simformer_teacher_ceiling.{json,md}``::
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/simformer_teacher_ceiling.py --variants learned_paper,truth_paper
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/simformer_teacher_ceiling.py --variants learned_strong,truth_strong
+    .venv/bin/python bench/simformer_teacher_ceiling.py --variants learned_paper   # reads every finished run back
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from unittest import mock
+
+from weak_shot import DATASETS, SYNTHETIC, row_method_config, run_training, train_config
+
+from workbench import engine
+from workbench.data.synthetic import WEAK_SHOT_PROTOCOL, ensure_synthetic
+from workbench.io import atomic_write_text
+from workbench.methods import simformer
+
+STRONG = {"dist_weight": 2.0, "absent_weight": 1.0}
+VARIANTS = {  # name: (SimFormer settings over the bench's, teacher is the ground truth)
+    "learned_paper": ({}, False),
+    "truth_paper": ({}, True),
+    "learned_strong": (STRONG, False),
+    "truth_strong": (STRONG, True),
+}
+
+
+@functools.cache
+def _originals():
+    return simformer.training_step, simformer.distillation_loss, engine.make_datasets
+
+
+def ground_truth_teacher():
+    """Patches under which training batches carry the ground truth and distillation uses it as teacher."""
+    step, distill, datasets = _originals()
+
+    def make_datasets(method, config):
+        train_ds, val_ds = datasets(method, config)
+        train_ds.include_gt = True  # batches gain "mask": read by the teacher below, by nothing else
+        return train_ds, val_ds
+
+    def training_step(model, batch, config):
+        with mock.patch.object(simformer, "distillation_loss", functools.partial(distill, truth=batch["mask"])):
+            return step(model, batch, config)
+
+    return [mock.patch.object(engine, "make_datasets", make_datasets),
+            mock.patch.object(simformer, "training_step", training_step)]  # fmt: skip
+
+
+def run_variant(name: str, data: Path, runs: Path) -> dict:
+    settings, truth = VARIANTS[name]
+    budget = DATASETS["synthetic"]
+    method_config = dataclasses.replace(row_method_config("simformer", "synthetic", "scratch"), **settings)
+    config = train_config(budget, "scratch", data, runs / name, WEAK_SHOT_PROTOCOL)
+    patches = ground_truth_teacher() if truth else []
+    for p in patches:
+        p.start()
+    try:
+        summary, seconds = run_training(simformer, method_config, config)
+    finally:
+        for p in patches:
+            p.stop()
+    return {"variant": name, "teacher": "ground truth" if truth else "SimNet", **settings,
+            "base_miou": summary["base_miou"], "novel_miou": summary["novel_miou"], "seconds": seconds}  # fmt: skip
+
+
+def markdown(rows: list[dict]) -> str:
+    budget = DATASETS["synthetic"]
+    lines = [
+        "# SimFormer's distillation with a perfect teacher (synthetic weak-shot set, scratch)",
+        "",
+        f"{budget['image_size'][0]}x{budget['image_size'][1]}, {budget['epochs']} epochs, batch 8, resnet18 from "
+        "scratch, validation split (the `weak_shot.py` budget). "
+        "Teacher: SimNet (as trained) or the ground-truth same-class relation (a ceiling, sees novel labels).",
+        "",
+        "| variant | teacher | dist_weight | absent_weight | base mIoU | novel mIoU | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['teacher']} | {r.get('dist_weight', 0.5)} | {r.get('absent_weight', 0.0)} "
+            f"| {r['base_miou']:.3f} | {r['novel_miou']:.3f} | {r['seconds'] or ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    parser.add_argument("--runs", type=Path, default=Path("runs/bench_weak_shot"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    data = ensure_synthetic(args.runs / "data" / "synthetic-weakshot", SYNTHETIC)
+    runs = args.runs / "teacher_ceiling"
+    rows = [run_variant(n, data, runs) for n in names]
+    done = [v for v in VARIANTS if v not in names and (runs / v / "report.json").is_file()]
+    rows += [run_variant(n, data, runs) for n in done]  # finished runs with the same settings are read back
+    rows.sort(key=lambda r: list(VARIANTS).index(r["variant"]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "simformer_teacher_ceiling.json", json.dumps(rows, indent=1))
+    atomic_write_text(args.out / "simformer_teacher_ceiling.md", markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
