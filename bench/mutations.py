@@ -175,6 +175,21 @@ def _sf_teacher_inverted():
     replace_everywhere(m, "distill_term", lambda orig: lambda student, teacher, mode: orig(student, 1 - teacher, mode))
 
 
+def _sf_truth_teacher_mirrored():
+    from workbench.methods import simformer as m
+
+    def make(orig):
+        def distillation_loss(*a, truth=None, **k):
+            if truth is not None:  # every second image's map mirrored: its teacher no longer lines up
+                truth = truth.clone()
+                truth[1::2] = truth[1::2].flip(-1)
+            return orig(*a, truth=truth, **k)
+
+        return distillation_loss
+
+    replace_everywhere(m, "distillation_loss", make)
+
+
 def _sf_class_targets_permuted():
     from workbench.methods import simformer as m
 
@@ -290,6 +305,10 @@ MUTATIONS: list[Mutation] = [
              (SP + "test_random_walk_spreads_seeds_inside_an_embedding_region_only",), _spml_walk_affinity_inverted),
     Mutation("sf_teacher_inverted", "simformer", "inverted target", "distillation teacher -> 1 - teacher",
              (WS + "test_simformer_distillation_pulls_the_student_towards_the_teacher",), _sf_teacher_inverted),
+    Mutation("sf_truth_teacher_mirrored", "simformer", "permuted targets",
+             "ground-truth teacher (bench ceiling) read from every second image's mirrored label map",
+             ("tests/test_method_simformer.py::test_ground_truth_teacher_rewards_novel_scores_that_follow_the_true_classes",),
+             _sf_truth_teacher_mirrored),
     Mutation("sf_class_targets_permuted", "simformer", "permuted targets",
              "matched class targets permuted (a target's class no longer goes with its mask)",
              (WS + "test_simformer_matched_queries_learn_the_class_of_their_matched_mask",), _sf_class_targets_permuted),
