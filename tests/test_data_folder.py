@@ -15,6 +15,7 @@ from workbench.data.folder import (
     load_dataset_info,
     read_image,
     read_mask,
+    tune_names,
     validate_dataset,
 )
 from workbench.io import save_index_png
@@ -35,7 +36,7 @@ def write_dataset(root: Path, n: int = 3, size: tuple[int, int] = (12, 16), igno
         mask[:, 2 * size[1] // 3 :] = 2
         mask[0] = ignore_index
         (root / "images" / "train").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full(size + (3,), 40 * i, np.uint8)).save(root / "images" / "train" / f"im{i}.png")
+        Image.fromarray(np.full(size + (3,), (40 * i) % 256, np.uint8)).save(root / "images" / "train" / f"im{i}.png")
         save_index_png(root / "masks" / "train" / f"im{i}.png", mask, COLORS)
     return root
 
@@ -164,3 +165,33 @@ def test_validate_reports_a_wrong_split_count(tmp_path):
     edit_info(root, splits={"train": 5})
     problems = validate_dataset(root)
     assert problems == [f"{root}/dataset.json: splits.train says 5 images, found 3"]
+
+
+def test_tune_is_the_last_block_of_each_video_sequence():
+    names = sorted([f"seqA_{i:05d}" for i in range(0, 300, 30)] + [f"seqB_f{i:05d}" for i in range(5)])
+    tune = tune_names(names)
+    assert tune == sorted([f"seqA_{i:05d}" for i in (240, 270)] + ["seqB_f00004"])  # 20% of 10, of 5
+
+
+def test_tune_of_unordered_names_is_a_fixed_fifth():
+    names = [f"img{i}_s" for i in range(20)]
+    tune = tune_names(sorted(names))
+    assert len(tune) == 4 and tune == tune_names(sorted(names)) and set(tune) <= set(names)
+
+
+def test_carved_splits_partition_train_and_read_from_its_folder(tmp_path):
+    root = write_dataset(tmp_path / "d", n=10)
+    info = load_dataset_info(root)
+    tune, rest = list_split(info, "tune"), list_split(info, "train-tune")
+    assert len(tune) == 2 and not set(tune) & set(rest) and sorted(tune + rest) == list_split(info, "train")
+    assert info.image_path("tune", tune[0]) == root / "images" / "train" / f"{tune[0]}.png"
+    assert info.mask_path("train-tune", rest[0]).is_file()
+
+
+def test_a_real_tune_folder_wins_over_the_carved_split(tmp_path):
+    root = write_dataset(tmp_path / "d", n=4)
+    for kind in ("images", "masks"):
+        (root / kind / "tune").mkdir()
+        (root / kind / "train" / "im0.png").rename(root / kind / "tune" / "im0.png")
+    info = load_dataset_info(root)
+    assert list_split(info, "tune") == ["im0"] and info.image_path("tune", "im0").is_file()

@@ -13,6 +13,7 @@ converters write it. Every problem raises :class:`DatasetError` naming the file 
 from __future__ import annotations
 
 import json
+import re
 import stat
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +25,15 @@ from PIL import Image, UnidentifiedImageError
 MAX_IMAGE_PIXELS = int(
     Image.MAX_IMAGE_PIXELS or 89_478_485
 )  # ~89 MP, width * height from the header, before any pixel is decoded
+# The tune split is carved out of train, so that every setting is chosen off the split it is reported on:
+# ``tune`` holds TUNE_FRACTION of train, ``train-tune`` the rest (train on it when tuning on ``tune``).
+CARVED_FROM = "train"
+CARVED_SPLITS = ("tune", "train-tune")
+TUNE_FRACTION = 0.2
+TUNE_SEED = 0
+SEQUENCE_FRAME = re.compile(
+    r"^(.+?)_f?(\d+)$"
+)  # video frames SEQUENCE_FRAMENUMBER (CamVid: 0016E5_07959, 0006R0_f00930)
 REQUIRED_KEYS = {"name": str, "classes": list, "colors": list, "ignore_index": int, "splits": dict}
 
 
@@ -49,11 +59,17 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def split_folder(self, split: str) -> str:
+        """The folder a split's files live in: a carved split (``tune``, ``train-tune``) lives in ``train``."""
+        if split in CARVED_SPLITS and not (self.root / self.image_dir / split).is_dir():
+            return CARVED_FROM
+        return split
+
     def image_path(self, split: str, name: str) -> Path:
-        return self.root / self.image_dir / split / f"{name}{self.image_ext}"
+        return self.root / self.image_dir / self.split_folder(split) / f"{name}{self.image_ext}"
 
     def mask_path(self, split: str, name: str) -> Path:
-        return self.root / self.mask_dir / split / f"{name}{self.mask_ext}"
+        return self.root / self.mask_dir / self.split_folder(split) / f"{name}{self.mask_ext}"
 
     def to_json_dict(self) -> dict:
         return {
@@ -138,8 +154,42 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     )
 
 
+def tune_names(names: list[str]) -> list[str]:
+    """The images of ``tune``, out of the sorted ``names`` of train.
+
+    Video frames (every name ``SEQUENCE_FRAMENUMBER``) give the last TUNE_FRACTION of each sequence as
+    one contiguous block: neighbouring frames are near-duplicates, so a random draw would leak them
+    between train and tune. Any other names give a fixed random TUNE_FRACTION (seed TUNE_SEED).
+    """
+    if not names:
+        return []
+    matches = [SEQUENCE_FRAME.match(n) for n in names]
+    if all(matches):
+        sequences: dict[str, list[tuple[int, str]]] = {}
+        for m, name in zip(matches, names):
+            assert m is not None
+            sequences.setdefault(m.group(1), []).append((int(m.group(2)), name))
+        tune = []
+        for frames in sequences.values():
+            frames.sort()
+            block = max(1, round(TUNE_FRACTION * len(frames))) if len(frames) > 1 else 0
+            tune += [name for _, name in frames[len(frames) - block :]]
+        return sorted(tune)
+    count = max(1, round(TUNE_FRACTION * len(names))) if len(names) > 1 else 0
+    order = np.random.default_rng(TUNE_SEED).permutation(len(names))
+    return sorted(names[i] for i in order[:count])
+
+
 def list_split(info: DatasetInfo, split: str) -> list[str]:
-    """Sorted image names of ``split``; every image must have its mask."""
+    """Sorted image names of ``split``; every image must have its mask.
+
+    ``tune`` and ``train-tune`` are carved out of ``train`` (:func:`tune_names`) unless the folder has
+    split folders of those names.
+    """
+    if info.split_folder(split) != split:
+        train = list_split(info, CARVED_FROM)
+        tune = set(tune_names(train))
+        return [n for n in train if (n in tune) == (split == "tune")]
     names, skipped = _scan_split(info, split)
     for problem in skipped:
         warnings.warn(problem, stacklevel=2)
