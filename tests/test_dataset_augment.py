@@ -11,7 +11,13 @@ import torch
 from PIL import Image
 
 from workbench.data.augment import Augment
-from workbench.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegmentationDataset, parse_supervision
+from workbench.data.dataset import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SegmentationDataset,
+    median_frequency_weights,
+    parse_supervision,
+)
 from workbench.data.folder import DatasetError, load_dataset_info, read_mask
 from workbench.io import save_index_png
 from workbench.splits import ClassSplit
@@ -258,3 +264,17 @@ def test_crop_padding_is_ignore(coded_root, supervision):
         np.testing.assert_array_equal(label[padding], IGNORE)
         if supervision != "dense":  # weak targets never read GT void: only padding is ignored
             np.testing.assert_array_equal(label == IGNORE, padding)
+
+
+# ----------------------------------------------------------------------------- class balance
+
+
+def test_median_frequency_weights_follow_the_labelled_pixels(coded_root):
+    dense = SegmentationDataset(load_dataset_info(coded_root), "train")
+    counts = np.zeros(3)
+    for i in range(len(dense)):
+        counts += np.bincount(dense._base(i).label[dense._base(i).label < 3].ravel(), minlength=3)
+    freq = counts / counts.sum()  # every class is in every image: f(c) is its share of all labelled pixels
+    assert np.allclose(median_frequency_weights(dense), np.median(freq) / freq, atol=1e-3)
+    points = SegmentationDataset(load_dataset_info(coded_root), "train", "points")
+    assert np.allclose(median_frequency_weights(points), 1.0)  # one point per region: balanced already

@@ -120,9 +120,12 @@ def cmd_train(args, extra: list[str]) -> int:
     if args.overwrite:
         overrides["overwrite"] = "true"
     novel = overrides.pop("novel", None)  # the run's class split (names or indices); the engine gives the
+    balance = overrides.get("class_weights") == MEDIAN_FREQUENCY and overrides.pop("class_weights")
     config, method_config = apply_overrides([TrainConfig(out=f"runs/{args.method}"), method.Config()], overrides)
     if novel is not None:  # method its novel class indices, so --novel never reaches the method's Config
         config = dataclasses.replace(config, novel=novel)
+    if balance:
+        method_config = with_median_frequency_weights(method, method_config, config)
     print(f"training {args.method} on {config.data or 'the synthetic default'} -> {config.out}", file=sys.stderr)
     summary = train(method, method_config, config)
     if dist.is_main():
@@ -130,6 +133,25 @@ def cmd_train(args, extra: list[str]) -> int:
         print(f"run directory: {config.out}")
     dist.shutdown()
     return 0
+
+
+MEDIAN_FREQUENCY = "median_frequency"  # --class_weights=median_frequency: computed from the training labels
+
+
+def with_median_frequency_weights(method, method_config, config):
+    """``method_config`` with median-frequency class weights of the run's training labels (written to config.json)."""
+    from workbench.data.dataset import median_frequency_weights
+    from workbench.engine import make_datasets
+
+    if "class_weights" not in {f.name for f in dataclasses.fields(method_config)}:
+        raise UsageError(
+            f"--class_weights: method {method.__name__.rsplit('.', 1)[-1]} has no class weights; "
+            "supervised and partial_ce do"
+        )
+    weights = median_frequency_weights(make_datasets(method, config)[0])
+    print(f"class weights (median frequency of the training labels): {', '.join(f'{w:g}' for w in weights)}",
+          file=sys.stderr)  # fmt: skip
+    return dataclasses.replace(method_config, class_weights=weights)
 
 
 def cmd_demo(args, extra: list[str]) -> int:

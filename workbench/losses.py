@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -18,12 +19,19 @@ def check_loss_weights(config) -> None:
             raise ValueError(f"{field.name} must be >= 0 (0 switches the term off), got {value}")
 
 
-def sparse_cross_entropy(logits: torch.Tensor, label: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+def sparse_cross_entropy(
+    logits: torch.Tensor,
+    label: torch.Tensor,
+    label_smoothing: float = 0.0,
+    class_weights: tuple[float, ...] = (),
+) -> torch.Tensor:
     """Cross-entropy averaged over labelled pixels only.
 
     ``logits``: ``(B, C, H, W)``; ``label``: ``(B, H, W)`` int64 where values ``>= C``
     (``UNLABELED`` 254, ``IGNORE`` 255) contribute nothing. A batch without any labelled
-    pixel gives a zero loss that still has a gradient path, not NaN.
+    pixel gives a zero loss that still has a gradient path, not NaN. ``class_weights`` (one per
+    class, e.g. :func:`workbench.data.dataset.median_frequency_weights`) weight each pixel by its
+    class and average by the summed weights, as ``F.cross_entropy`` does.
     """
     num_classes = logits.shape[1]
     if label.shape != (logits.shape[0],) + logits.shape[2:]:
@@ -33,7 +41,24 @@ def sparse_cross_entropy(logits: torch.Tensor, label: torch.Tensor, label_smooth
     target = torch.where(label < num_classes, label, torch.full_like(label, IGNORE))
     if not (target != IGNORE).any():
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE, label_smoothing=label_smoothing)
+    weight = None
+    if class_weights:
+        if len(class_weights) != num_classes:
+            raise ValueError(
+                f"class_weights has {len(class_weights)} entries for {num_classes} classes; give one per class"
+            )
+        weight = torch.tensor(class_weights, dtype=torch.float32, device=logits.device)
+    return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE, label_smoothing=label_smoothing)
+
+
+def check_class_weights(config) -> None:
+    """``config.class_weights`` is empty (unweighted) or holds finite positive numbers."""
+    bad = [w for w in config.class_weights if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0)]
+    if bad:
+        raise ValueError(
+            f"class_weights must be finite positive numbers, one per class (or empty for none), got {bad[:3]}; "
+            "train --class_weights=median_frequency computes them from the training labels"
+        )
 
 
 def crf_loss(

@@ -263,6 +263,31 @@ class SegmentationDataset(Dataset):
         return item
 
 
+def median_frequency_weights(dataset: SegmentationDataset) -> tuple[float, ...]:
+    """Per-class weights ``median(f) / f(c)`` from the training targets (Eigen & Fergus 2015; SegNet's CamVid
+    protocol): ``f(c)`` is class c's share of the labelled pixels in the images where c is labelled.
+
+    Counted on what the method trains on (dense masks, or the point/scribble pixels of weak labels),
+    never on ground truth it does not see. A class that is never labelled gets weight 1.
+    """
+    c = dataset.info.num_classes
+    pixels = np.zeros(c, np.float64)
+    present_total = np.zeros(c, np.float64)
+    for i in range(len(dataset)):
+        label = dataset._base(i).label
+        counts = np.bincount(label[label < c].ravel(), minlength=c).astype(np.float64)
+        pixels += counts
+        present_total[counts > 0] += counts.sum()
+    seen = pixels > 0
+    if not seen.any():
+        raise DatasetError(
+            f"split {dataset.split!r} has no labelled pixels to weight classes by; add labels or drop class_weights"
+        )
+    freq = np.where(seen, pixels / np.maximum(present_total, 1), np.nan)
+    median = float(np.nanmedian(freq))
+    return tuple(round(float(median / f), 4) if s else 1.0 for f, s in zip(freq, seen))
+
+
 def check_imported_labels(dataset: SegmentationDataset) -> dict[str, int] | None:
     """:meth:`SegmentationDataset.label_check` for imported labels (None for simulated ones), with a
     logged warning when some vanish at the working size."""

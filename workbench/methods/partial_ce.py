@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.losses import check_crf_config, check_loss_weights, crf_term, sparse_cross_entropy
+from workbench.losses import check_class_weights, check_crf_config, check_loss_weights, crf_term, sparse_cross_entropy
 from workbench.models import Backbone, build_smp
 
 SUPERVISION = ("points", "scribbles", "boxes", "dense")
@@ -29,11 +29,13 @@ class Config:
     [0, 1] units) and ``crf_sigma_xy`` (pixels) set its colour and position kernel."""
 
     label_smoothing: float = 0.0
+    class_weights: tuple[float, ...] = ()  # per-class CE weights (median frequency: SegNet's CamVid protocol)
     crf_weight: float = 0.0
     crf_sigma_rgb: float = 0.1
     crf_sigma_xy: float = 6.0
 
     def __post_init__(self) -> None:
+        check_class_weights(self)
         check_loss_weights(self)
         check_crf_config(self)
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -41,13 +43,18 @@ class Config:
 
 
 def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:
+    if config.class_weights and len(config.class_weights) != num_classes:
+        raise ValueError(
+            f"class_weights has {len(config.class_weights)} entries for {num_classes} classes; give one per class "
+            "(or --class_weights=median_frequency)"
+        )
     return build_smp(backbone, num_classes)
 
 
 def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, torch.Tensor]:
     logits = model(batch["image"])  # (B, C, H, W)
     labelled = (batch["label"] < logits.shape[1]).float().mean()
-    ce = sparse_cross_entropy(logits, batch["label"], config.label_smoothing)
+    ce = sparse_cross_entropy(logits, batch["label"], config.label_smoothing, config.class_weights)
     crf = crf_term(logits, batch, config)
     return {"loss": ce + config.crf_weight * crf, "ce": ce.detach(), "crf": crf.detach(), "labelled_frac": labelled}
 
