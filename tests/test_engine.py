@@ -193,3 +193,37 @@ def test_bad_configurations_raise_named_errors(synthetic_root, tmp_path):
         make_datasets(supervised, tiny_config(synthetic_root, tmp_path, supervision="points"))
     with pytest.raises(SplitError, match="unknown weak-shot protocol 'nope'.*objects2"):
         make_datasets(supervised, tiny_config(synthetic_root, tmp_path, protocol="nope"))
+
+
+# ----------------------------------------------------------------------------- tune split, light decoder, curves
+
+
+def test_tuning_on_tune_trains_on_train_without_it(synthetic_root, tmp_path):
+    config = tiny_config(synthetic_root, tmp_path / "run", train_split="train-tune", val_split="tune")
+    train_ds, tune_ds = make_datasets(supervised, config)
+    assert len(train_ds) + len(tune_ds) == 12 and not set(train_ds.names) & set(tune_ds.names)
+    with pytest.raises(ConfigError, match="use train_split=train-tune with val_split=tune"):
+        replace(config, train_split="train")
+
+
+def test_a_light_decoder_run_reloads_with_its_widths(synthetic_root, tmp_path):
+    light = (32, 16, 8, 8, 4)
+    config = tiny_config(synthetic_root, tmp_path / "run", decoder_channels=light, channels_last=True, **SMALL)
+    train(supervised, supervised.Config(), config)
+    _, model, cfg = load_run(config.out)
+    assert cfg["train_config"]["decoder_channels"] == list(light)
+    assert [b.conv2[0].out_channels for b in model.decoder.blocks] == list(light)
+
+
+def test_curve_scores_at_the_working_size_and_the_last_at_full_size(synthetic_root, tmp_path):
+    from workbench.engine import evaluate, pick_device
+
+    config = tiny_config(synthetic_root, tmp_path / "run", image_size=(16, 16), **SMALL)
+    model = supervised.build(8, supervised.Config(), config.backbone)
+    val_ds = make_datasets(supervised, config)[1]
+    full = evaluate(supervised, model, val_ds, pick_device("cpu"))
+    small = evaluate(supervised, model, val_ds, pick_device("cpu"), full_resolution=False)
+    labelled_full = sum(int((val_ds.full_mask(i) < 8).sum()) for i in range(len(val_ds)))
+    labelled_small = sum(int((val_ds[i]["mask"] < 8).sum()) for i in range(len(val_ds)))
+    assert np.sum(full["confusion_matrix"]) == labelled_full and labelled_full > 4 * 16 * 16
+    assert np.sum(small["confusion_matrix"]) == labelled_small <= 4 * 16 * 16

@@ -148,3 +148,13 @@ def test_lite0_imagenet_calls_an_msrc_flower_a_daisy():
     with torch.no_grad():
         p = classifier(x).softmax(1)[0]
     assert int(p.argmax()) == DAISY and p[DAISY] > 0.5
+
+
+def test_decoder_channels_set_the_unet_widths_and_bad_ones_are_named():
+    model = build_smp(Backbone("Unet", "resnet18", None, (64, 32, 16, 8, 8)), 3)
+    assert [b.conv2[0].out_channels for b in model.decoder.blocks] == [64, 32, 16, 8, 8]
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    with pytest.raises(ModelError, match="5 widths"):
+        build_smp(Backbone("Unet", "resnet18", None, (64, 32)), 3)
+    with pytest.raises(ModelError, match="not of 'FPN'"):
+        build_smp(Backbone("FPN", "resnet18", None, (64, 32, 16, 8, 8)), 3)

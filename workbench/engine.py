@@ -36,7 +36,7 @@ from workbench import dist, tensorboard
 from workbench.configs import field_type
 from workbench.data.augment import Augment
 from workbench.data.dataset import SegmentationDataset, check_imported_labels, image_tensor, parse_supervision
-from workbench.data.folder import DatasetError, DatasetInfo, load_dataset_info, read_image
+from workbench.data.folder import CARVED_FROM, CARVED_SPLITS, DatasetError, DatasetInfo, load_dataset_info, read_image
 from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
 from workbench.io import atomic_write_text, save_index_png
 from workbench.methods import optional_hook
@@ -104,6 +104,7 @@ class TrainConfig:
     arch: str = "Unet"
     encoder: str = "resnet18"
     encoder_weights: str | None = None
+    decoder_channels: tuple[int, ...] | None = None  # Unet decoder widths, deepest first; None: smp's (256..16)
     hflip: bool = True
     scale_min: float = 1.0
     scale_max: float = 1.0
@@ -120,6 +121,7 @@ class TrainConfig:
     channels_last: bool = False  # NHWC tensors: faster convolutions on recent GPUs
     compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
     eval_every: int = 0  # evaluate every N epochs (0: only at the end)
+    curve_at_working_size: bool = False  # the eval_every scores at the working size (faster); the last is full-size
     log_every: int = 20
     resume: bool = False  # continue the run in ``out`` from its last checkpoint (same settings and data)
     overwrite: bool = False  # replace the run that ``out`` holds (without it a new run refuses such a folder)
@@ -170,10 +172,15 @@ class TrainConfig:
             )
         if self.protocol and self.novel:
             raise ConfigError("give either protocol or novel, not both")
+        if self.val_split in CARVED_SPLITS and self.train_split == CARVED_FROM:
+            raise ConfigError(
+                f"val_split {self.val_split!r} is carved out of {CARVED_FROM!r}, so training on {CARVED_FROM!r} would "
+                "train on the images it scores; use train_split=train-tune with val_split=tune"
+            )
 
     @property
     def backbone(self) -> Backbone:
-        return Backbone(self.arch, self.encoder, self.encoder_weights)
+        return Backbone(self.arch, self.encoder, self.encoder_weights, self.decoder_channels)
 
     @property
     def simulation(self) -> SimulationConfig:
@@ -281,7 +288,7 @@ def data_fingerprint(train_ds: SegmentationDataset, config: TrainConfig) -> str:
 # TrainConfig fields a resumed run may change: where things are, how it is logged and run, how long it goes.
 RESUME_MAY_CHANGE = {
     "data", "out", "weak_labels", "synthetic_root", "epochs", "resume", "overwrite", "device", "num_workers",
-    "log_every", "eval_every", "compile", "limit_val", "val_split",
+    "log_every", "eval_every", "curve_at_working_size", "compile", "limit_val", "val_split",
 }  # fmt: skip
 
 
@@ -584,7 +591,8 @@ def train_epoch(run: TrainRun, epoch: int, should_stop: Callable[[], bool] | Non
     record.update({f"train_{k}": float(v) / max(len(run.loader), 1) for k, v in running.items()})
     if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
         split = run.train_ds.class_split
-        summary = _evaluate_and_show(run.board, run.step, method, run.model, run.val_ds, device, split, config)
+        full = not config.curve_at_working_size
+        summary = _evaluate_and_show(run.board, run.step, method, run.model, run.val_ds, device, split, config, full)
         record["val_miou"] = summary["miou"]
     run.log(record)
     return True
@@ -641,9 +649,11 @@ def finish_run(run: TrainRun, stopped_in: int | None = None) -> dict:
     return {**summary, "stopped": False, "epoch": config.epochs, "step": run.step}
 
 
-def _evaluate_and_show(board, step: int, method, model, val_ds, device, split, config: TrainConfig) -> dict:
+def _evaluate_and_show(
+    board, step: int, method, model, val_ds, device, split, config: TrainConfig, full_resolution: bool = True
+) -> dict:
     """:func:`evaluate`, and on rank 0 its numbers and a few prediction overlays into TensorBoard."""
-    summary = evaluate(method, model, val_ds, device, split, config.batch_size, config)
+    summary = evaluate(method, model, val_ds, device, split, config.batch_size, config, full_resolution)
     if board is not None:
         board.evaluation(step, summary, tensorboard.prediction_overlays(method, model, val_ds, device))
     return summary
@@ -785,8 +795,11 @@ def evaluate(
     split: ClassSplit | None = None,
     batch_size: int = 8,
     config: TrainConfig = TrainConfig(),
+    full_resolution: bool = True,
 ) -> dict:
-    """Summed confusion matrix over the split, at each image's original resolution."""
+    """Summed confusion matrix over the split, at each image's original resolution (or, with
+    ``full_resolution=False``, at the working size against the nearest-resized masks: a learning
+    curve's cheaper estimate, never a reported number)."""
     model.eval()
     c = dataset.info.num_classes
     cm = torch.zeros(c, c, dtype=torch.int64)
@@ -794,10 +807,13 @@ def evaluate(
     for batch in make_loader(dataset, batch_size, False, config, device):
         with _autocast(device, config.amp):
             scores = method.predict(model, batch["image"].to(device))
-        for score, index in zip(scores.float(), batch["index"].tolist()):
-            full = torch.from_numpy(dataset.full_mask(index).astype(np.int64))
-            pred = F.interpolate(score[None], size=full.shape, mode="bilinear", align_corners=False)[0].argmax(0).cpu()
-            image_cm = confusion_matrix(pred, full, c)
+        for i, (score, index) in enumerate(zip(scores.float(), batch["index"].tolist())):
+            if full_resolution:
+                truth = torch.from_numpy(dataset.full_mask(index).astype(np.int64))
+                score = F.interpolate(score[None], size=truth.shape, mode="bilinear", align_corners=False)[0]
+            else:
+                truth = batch["mask"][i]
+            image_cm = confusion_matrix(score.argmax(0).cpu(), truth, c)
             cm += image_cm
             per_image.append({"name": dataset.names[index], "miou": summarize(image_cm, dataset.info.classes)["miou"]})
     cm = dist.all_reduce_sum(cm.to(device)).cpu()
@@ -837,7 +853,8 @@ def load_run(path: str | Path, device: str = "auto") -> tuple[ModuleType, nn.Mod
     cfg = ckpt.read_run_config(run_dir)
     method, method_config = check_run_config(cfg, run_dir / ckpt.CONFIG_FILE)
     tc = cfg["train_config"]
-    backbone = Backbone(tc["arch"], tc["encoder"], None)
+    decoder = tuple(tc["decoder_channels"]) if tc.get("decoder_channels") else None  # absent in older runs
+    backbone = Backbone(tc["arch"], tc["encoder"], None, decoder)
     model = method.build(len(cfg["dataset"]["classes"]), method_config, backbone)
     ckpt.load_weights(model, weights)
     return method, model.to(pick_device(device)).eval(), cfg

@@ -32,6 +32,10 @@ class Backbone:
     arch: str = "Unet"
     encoder: str = "resnet18"
     encoder_weights: str | None = None
+    decoder_channels: tuple[int, ...] | None = None  # Unet-family decoder widths, deepest first; None: smp's
+
+
+DECODER_CHANNELS_ARCHS = ("unet", "unetplusplus")  # the smp architectures that take ``decoder_channels``
 
 
 OFFLINE_IMAGENET = {"timm-tf_efficientnet_lite0": "efficientnet-lite0-57934424.pth"}  # encoder -> file of the extra
@@ -53,6 +57,8 @@ def build_smp(backbone: Backbone, num_classes: int, **kwargs) -> SegmentationMod
     if weights == "imagenet" and backbone.encoder in OFFLINE_IMAGENET:
         weights = offline_imagenet_weights(backbone.encoder) or weights
     local = weights is not None and (Path(weights).suffix in (".pt", ".pth", ".safetensors") or Path(weights).exists())
+    if backbone.decoder_channels is not None:
+        kwargs = {**kwargs, "decoder_channels": check_decoder_channels(backbone)}
     try:
         model = smp.create_model(
             backbone.arch, encoder_name=backbone.encoder, encoder_weights=None if local else weights,
@@ -69,6 +75,21 @@ def build_smp(backbone: Backbone, num_classes: int, **kwargs) -> SegmentationMod
     if local and weights is not None:
         load_encoder_weights(model.encoder, weights)
     return model
+
+
+def check_decoder_channels(backbone: Backbone) -> tuple[int, ...]:
+    """Five positive widths for a Unet-family decoder (one per encoder stage), or a ModelError naming the fix."""
+    channels = tuple(backbone.decoder_channels or ())
+    if backbone.arch.lower() not in DECODER_CHANNELS_ARCHS:
+        raise ModelError(
+            f"decoder_channels is a setting of {DECODER_CHANNELS_ARCHS} decoders, not of {backbone.arch!r}; "
+            "drop it or use arch=Unet"
+        )
+    if len(channels) != 5 or not all(isinstance(c, int) and 1 <= c <= 4096 for c in channels):
+        raise ModelError(
+            f"decoder_channels must be 5 widths of 1..4096, deepest first (smp's default 256,128,64,32,16), got {channels}"
+        )
+    return channels
 
 
 def offline_imagenet_weights(encoder: str) -> str | None:
