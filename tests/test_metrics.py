@@ -12,7 +12,15 @@ import torch
 from workbench.data.dataset import SegmentationDataset
 from workbench.data.folder import load_dataset_info
 from workbench.engine import evaluate
-from workbench.metrics import confusion_matrix, format_summary, harmonic, iou_per_class, summarize
+from workbench.metrics import (
+    bootstrap_paired_difference,
+    confusion_matrix,
+    format_summary,
+    harmonic,
+    iou_per_class,
+    miou_of,
+    summarize,
+)
 from workbench.weak_labels import IGNORE, UNLABELED
 
 # A 2x4 image with 3 classes. Rows of the confusion matrix are ground truth, columns predictions.
@@ -139,3 +147,39 @@ def test_engine_evaluate_sums_confusion_matrices(synthetic_root):
     per_image = [r["miou"] for r in summary["per_image"]]
     assert len(per_image) == len(dataset)
     assert summary["miou"] != pytest.approx(float(np.mean(per_image)))
+    # the per-image matrices (what a bootstrap over images resamples) add up to the split's
+    np.testing.assert_array_equal(sum(np.array(r["confusion"]) for r in summary["per_image"]), expected)
+
+
+def _image_cms(rng, seeds, images, classes, accuracy):
+    """Per-image confusion matrices of a predictor right with probability ``accuracy`` per pixel."""
+    cms = np.zeros((seeds, images, classes, classes), dtype=np.int64)
+    for s in range(seeds):
+        for i in range(images):
+            truth = rng.integers(0, classes, 200)
+            pred = np.where(rng.random(200) < accuracy, truth, rng.integers(0, classes, 200))
+            np.add.at(cms[s, i], (truth, pred), 1)
+    return cms
+
+
+def test_miou_of_matches_summarize():
+    cms = _image_cms(np.random.default_rng(0), 2, 3, 4, 0.6)
+    for s in range(2):
+        assert miou_of(cms[s].sum(0)) == pytest.approx(summarize(cms[s].sum(0), list("abcd"))["miou"])
+
+
+def test_bootstrap_interval_excludes_zero_for_a_real_gap_and_covers_it_for_none():
+    rng = np.random.default_rng(1)
+    good, bad = _image_cms(rng, 3, 40, 4, 0.8), _image_cms(rng, 3, 40, 4, 0.5)
+    gap = bootstrap_paired_difference(good, bad, samples=500)
+    assert gap["low"] > 0 and gap["difference"] > 0.2 and len(gap["per_seed"]) == 3
+    same = bootstrap_paired_difference(good, good, samples=500)
+    assert same["difference"] == 0 and same["low"] == same["high"] == 0
+    noisy = bootstrap_paired_difference(good, _image_cms(rng, 3, 40, 4, 0.8), samples=500)
+    assert noisy["low"] < 0 < noisy["high"]
+
+
+def test_bootstrap_pairs_images_rows_must_share_them():
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="same images"):
+        bootstrap_paired_difference(_image_cms(rng, 1, 5, 3, 0.5), _image_cms(rng, 1, 6, 3, 0.5))

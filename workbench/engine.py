@@ -815,7 +815,10 @@ def evaluate(
                 truth = batch["mask"][i]
             image_cm = confusion_matrix(score.argmax(0).cpu(), truth, c)
             cm += image_cm
-            per_image.append({"name": dataset.names[index], "miou": summarize(image_cm, dataset.info.classes)["miou"]})
+            per_image.append({
+                "name": dataset.names[index], "miou": summarize(image_cm, dataset.info.classes)["miou"],
+                "confusion": image_cm.tolist(),  # kept per image: bootstrap intervals resample images
+            })  # fmt: skip
     cm = dist.all_reduce_sum(cm.to(device)).cpu()
     per_image = [r for part in dist.all_gather_objects(per_image) for r in part]
     summary = summarize(cm, dataset.info.classes, split.novel if split else ())

@@ -81,3 +81,42 @@ def format_summary(summary: dict) -> str:
         if key in summary:
             lines.append(f"{key.replace('_miou', ' mIoU'):<{width}} {summary[key]:.3f}")
     return "\n".join(lines)
+
+
+def miou_of(cms: np.ndarray) -> np.ndarray:
+    """mIoU of each summed matrix in ``(..., C, C)`` (NaN classes skipped, as in :func:`summarize`)."""
+    cms = np.asarray(cms, dtype=np.float64)
+    tp = np.diagonal(cms, axis1=-2, axis2=-1)
+    union = cms.sum(-1) + cms.sum(-2) - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+    return np.nanmean(iou, axis=-1)
+
+
+def bootstrap_paired_difference(
+    image_cms_a: np.ndarray, image_cms_b: np.ndarray, samples: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict:
+    """mIoU(a) - mIoU(b) with a bootstrap interval over the evaluation images, paired.
+
+    ``image_cms_*`` are ``(seeds, images, C, C)`` per-image confusion matrices of two rows on the
+    same images in the same order. Each resample draws images with replacement (the same draw for
+    both rows and every seed), sums the matrices per seed, and takes the difference of the seed-mean
+    mIoUs: the interval is the uncertainty of evaluating on this finite set of images, for the
+    seeds measured. The per-seed differences (seed i of a minus seed i of b) show the training noise.
+    """
+    a, b = np.asarray(image_cms_a, dtype=np.float64), np.asarray(image_cms_b, dtype=np.float64)
+    if a.ndim != 4 or a.shape[1:] != b.shape[1:] or b.ndim != 4:
+        raise ValueError(f"need (seeds, images, C, C) matrices on the same images, got {a.shape} and {b.shape}")
+    n = a.shape[1]
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=samples)  # (samples, images)
+    diffs = miou_of(np.einsum("kn,sncd->kscd", counts, a)).mean(1) - miou_of(
+        np.einsum("kn,sncd->kscd", counts, b)
+    ).mean(1)
+    low, high = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    per_seed_a, per_seed_b = miou_of(a.sum(1)), miou_of(b.sum(1))
+    pairs = min(len(per_seed_a), len(per_seed_b))
+    return {
+        "difference": float(per_seed_a.mean() - per_seed_b.mean()), "low": float(low), "high": float(high),
+        "level": level, "samples": samples, "images": n,
+        "per_seed": [float(x - y) for x, y in zip(per_seed_a[:pairs], per_seed_b[:pairs])],
+    }  # fmt: skip
