@@ -173,6 +173,7 @@ def chosen_setup(summary: dict, tolerance: float = 0.01) -> str | None:
 
 def markdown(doc: dict, summary: dict) -> str:
     b = doc["budget"]
+    lengths = sorted({r["epochs"] for s in summary.values() for r in s["runs"]})
     lines = [
         f"# Budget calibration: {b['dataset']} {b['regime']} (Unet-{b['encoder']}, {b['image_size'][0]}x"
         f"{b['image_size'][1]}, batch {b['batch_size']})",
@@ -183,12 +184,15 @@ def markdown(doc: dict, summary: dict) -> str:
         "thread per process, two processes side by side on 2 cores. Curves (per epoch, at the working size) "
         "in the PNG.",
         "",
-        "| setup | " + " | ".join(f"{r['epochs']} ep" for r in next(iter(summary.values()))["runs"]) + " | budget E |"
-        " time to plateau |",
-        "|---|" + "---|" * (len(next(iter(summary.values()))["runs"]) + 2),
+        "| setup | " + " | ".join(f"{e} ep" for e in lengths) + " | budget E | time to plateau |",
+        "|---|" + "---|" * (len(lengths) + 2),
     ]
     for setup, s in summary.items():
-        cells = [f"{r['tune_miou']:.3f} ({r['train_seconds']:.0f} s)" for r in s["runs"]]
+        by_length = {r["epochs"]: r for r in s["runs"]}
+        cells = [
+            f"{by_length[e]['tune_miou']:.3f} ({by_length[e]['train_seconds']:.0f} s)" if e in by_length else "-"
+            for e in lengths
+        ]
         e = f"{s['budget_E']} epochs ({s['plateau_tune_miou']:.3f})" if s["budget_E"] else "not reached"
         t = f"{s['time_to_plateau_s']:.0f} s" if s["time_to_plateau_s"] else "-"
         lines.append(f"| {setup} | " + " | ".join(cells) + f" | {e} | {t} |")
@@ -272,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                 doc = load(out, args)
                 doc["runs"].append(result)
                 write(doc, out)
+    with locked(out):  # the tables again, also when every run was already measured
+        write(load(out, args), out)
     return 0
 
 

@@ -32,26 +32,35 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.data.dataset import median_frequency_weights
 from workbench.engine import TrainConfig, make_datasets, train
-from workbench.io import atomic_write_text
+from workbench.io import atomic_path, atomic_write_text
 from workbench.methods import METHODS
+from workbench.metrics import bootstrap_paired_difference
 
-ROWS = {
+ROWS = {  # issue 31's converged tables, in this order; an equal-wall-clock control ROW@N sorts after ROW
     "camvid": (
-        "supervised/dense", "partial_ce/points", "partial_ce+crf/points", "single_stage/points", "spml/points",
-        "partial_ce/scribbles", "partial_ce+crf/scribbles", "single_stage/scribbles", "spml/scribbles",
+        "supervised/dense", "supervised+balanced/dense", "partial_ce/points", "partial_ce+balanced/points",
+        "partial_ce+crf/points", "spml/points", "single_stage/points", "partial_ce/scribbles", "spml/scribbles",
     ),
     "msrc21": (
-        "supervised/dense", "partial_ce/points", "partial_ce+crf/points", "single_stage/points", "spml/points",
-        "partial_ce/scribbles", "partial_ce+crf/scribbles", "single_stage/scribbles", "spml/scribbles",
-        "partial_ce/boxes", "spml/boxes", "spml/tags", "cam/tags",
+        "supervised/dense", "supervised+balanced/dense", "partial_ce/points", "partial_ce+balanced/points",
+        "spml/points", "cam/tags", "spml/tags", "spml/boxes",
     ),
 }  # fmt: skip
 REGIMES = {  # encoder, its weights, default image size per dataset (Lite0 wants sides divisible by 32)
     "scratch": ("resnet18", None, {"camvid": (120, 160), "msrc21": (96, 144)}),
     "pretrained": ("timm-tf_efficientnet_lite0", "imagenet", {"camvid": (128, 160), "msrc21": (96, 128)}),
 }
-VARIANTS = {"crf": "crf_weight"}  # row suffix +NAME -> the method Config field it switches on (value: --NAME-weight)
+# row suffix +NAME -> the method Config field it switches on (crf: --crf-weight; balanced: median-frequency
+# class weights of the row's own training targets, SegNet's protocol)
+VARIANTS = {"crf": "crf_weight", "balanced": "class_weights"}
+MEDIAN_FREQUENCY = "median_frequency"
+BASELINE = "partial_ce+balanced/points"  # the converged tables' paired differences are to this row
+# Published annotation times per image on PASCAL VOC (Bearman et al., "What's the Point", ECCV 2016): full
+# masks 239.7 s, image-level tags 20.0 s, one point per class 22.1 s. Our points are one per region (the
+# clicks column gives their number), so these are the published per-image costs, not ours.
+ANNOTATION_SECONDS = {"dense": 239.7, "tags": 20.0, "points": 22.1}
 # Method settings that differ from the Config defaults, per row.
 OVERRIDES = {
     "spml/boxes": {"seed_source": "cam_boxes"},
@@ -64,10 +73,18 @@ class BenchError(SystemExit):
     """A row this checkout cannot run (the message says why and what to do)."""
 
 
+def row_epochs(row: str, args) -> int:
+    """``ROW@N`` trains N epochs (an equal-wall-clock control); other rows the table's ``--epochs``."""
+    _, _, epochs = row.partition("@")
+    if epochs and not epochs.isdigit():
+        raise BenchError(f"row {row!r}: write ROW@EPOCHS with a whole number of epochs, e.g. {row.split('@')[0]}@40")
+    return int(epochs) if epochs else args.epochs
+
+
 def parse_row(row: str) -> tuple[str, tuple[str, ...], str]:
-    """``"partial_ce+crf/points"`` -> ``("partial_ce", ("crf",), "points")``."""
+    """``"partial_ce+crf/points"`` -> ``("partial_ce", ("crf",), "points")`` (an ``@N`` suffix aside)."""
     try:
-        head, supervision = row.split("/")
+        head, supervision = row.split("@")[0].split("/")
     except ValueError:
         raise BenchError(
             f"row {row!r}: write rows as METHOD[+VARIANT]/SUPERVISION, e.g. partial_ce+crf/points"
@@ -94,7 +111,7 @@ def row_settings(row: str, args) -> tuple[dict, dict]:
                 f"row {row!r} needs {name}.Config.{field}, which this checkout's {name} does not have "
                 f"(the dense CRF loss of issue 12, part 3); merge that work first or drop the row"
             )
-        settings.setdefault(field, getattr(args, f"{v}_weight"))
+        settings.setdefault(field, MEDIAN_FREQUENCY if v == "balanced" else getattr(args, f"{v}_weight"))
     simulation = {k: settings.pop(k) for k in SIMULATION_FIELDS if k in settings}
     unknown = [k for k in settings if k not in fields]
     if unknown:
@@ -107,24 +124,31 @@ def run_one(row: str, seed: int, args, size: tuple[int, int]) -> dict:
     method = METHODS[name]
     overrides, simulation = row_settings(row, args)
     encoder, weights, _ = REGIMES[args.regime]
-    slug = row.replace("/", "_").replace("+", "-")
+    slug = row.replace("/", "_").replace("+", "-").replace("@", "_e")
     config = TrainConfig(
         data=str(data_folder(args)),
-        out=f"{args.runs}/{args.dataset}_{args.regime}/{slug}_seed{seed}", supervision=supervision,
-        image_size=size, epochs=args.epochs, batch_size=args.batch_size, encoder=encoder, encoder_weights=weights,
-        seed=seed, eval_every=args.eval_every, limit_train=args.limit_train, limit_val=args.limit_val, **simulation,
-        overwrite=True,
+        out=f"{args.runs}/{args.dataset}_{args.regime}{args.tag}/{slug}_seed{seed}", supervision=supervision,
+        image_size=size, epochs=row_epochs(row, args), batch_size=args.batch_size, encoder=encoder,
+        encoder_weights=weights, seed=seed, eval_every=args.eval_every, limit_train=args.limit_train,
+        limit_val=args.limit_val, train_split=args.train_split, val_split=args.val_split,
+        channels_last=args.channels_last, **simulation, overwrite=True,
     )  # fmt: skip
     train_ds = make_datasets(method, config)[0]
     cost = train_ds.annotation_cost()
     cost["tags_per_image"] = float(np.mean([train_ds[i]["tags"].sum().item() for i in range(len(train_ds))]))
+    method_overrides = dict(overrides)
+    if method_overrides.get("class_weights") == MEDIAN_FREQUENCY:  # from this row's own training targets
+        method_overrides["class_weights"] = median_frequency_weights(train_ds)
     t0 = time.perf_counter()
-    summary = train(method, method.Config(**overrides), config)
+    summary = train(method, method.Config(**method_overrides), config)
     return {
         "row": row, "seed": seed, "method": name, "supervision": supervision, "settings": {**overrides, **simulation},
-        "val_miou": summary["miou"], "per_class_iou": summary["per_class_iou"], "pixel_acc": summary["pixel_acc"],
-        "seconds": round(time.perf_counter() - t0, 1), **cost,
+        "epochs": config.epochs, "val_miou": summary["miou"], "per_class_iou": summary["per_class_iou"],
+        "pixel_acc": summary["pixel_acc"], "seconds": round(time.perf_counter() - t0, 1), **cost,
+        **({"class_weights": list(method_overrides["class_weights"])} if "class_weights" in overrides else {}),
         **({"train_diagnostics": summary["train_diagnostics"]} if "train_diagnostics" in summary else {}),
+        "image_names": [r["name"] for r in summary["per_image"]],
+        "image_confusions": [r["confusion"] for r in summary["per_image"]],
     }  # fmt: skip
 
 
@@ -134,6 +158,8 @@ def budget(args, size) -> dict:
         "dataset": args.dataset, "regime": args.regime, "encoder": encoder, "encoder_weights": weights,
         "image_size": list(size), "epochs": args.epochs, "batch_size": args.batch_size,
         "limit_train": args.limit_train, "limit_val": args.limit_val, "data": str(data_folder(args)),
+        **({"train_split": args.train_split, "val_split": args.val_split, "channels_last": True}
+           if args.channels_last or (args.train_split, args.val_split) != ("train", "val") else {}),
     }  # fmt: skip
 
 
@@ -159,14 +185,21 @@ def load_doc(path: Path, args, size) -> dict:
     return {"budget": wanted, "runs": []}
 
 
-def summarise(doc: dict) -> list[dict]:
-    """One line per row: mean +- sd over its seeds, the cost of its labels, per-class IoU means."""
+def summarise(doc: dict, confusions: dict[str, np.ndarray] | None = None) -> list[dict]:
+    """One line per row: mean +- sd over its seeds, the cost of its labels, per-class IoU means; with the
+    runs' per-image confusion matrices also the paired difference to :data:`BASELINE` with a bootstrap
+    95% interval over val images, and ratios to the better supervised reference."""
     order = list(ROWS.get(doc["budget"]["dataset"], ()))
     order = order or ["supervised/dense"]  # the upper bound first, then the table's order
-    rows = sorted({r["row"] for r in doc["runs"]}, key=lambda r: (order.index(r) if r in order else len(order), r))
+
+    def position(row: str) -> tuple:
+        base = row.split("@")[0]
+        return (order.index(base) if base in order else len(order), base, row)
+
+    rows = sorted({r["row"] for r in doc["runs"]}, key=position)
     out = []
     for row in rows:
-        runs = [r for r in doc["runs"] if r["row"] == row]
+        runs = sorted((r for r in doc["runs"] if r["row"] == row), key=lambda r: r["seed"])
         mious = np.array([r["val_miou"] for r in runs])
         classes = list(runs[0]["per_class_iou"])
         per_class = {
@@ -177,14 +210,43 @@ def summarise(doc: dict) -> list[dict]:
         out.append({
             "row": row, "seeds": [r["seed"] for r in runs], "miou_mean": float(mious.mean()),
             "miou_sd": float(mious.std(ddof=1)) if len(mious) > 1 else 0.0, "settings": runs[0]["settings"],
+            "miou_per_seed": [float(m) for m in mious], "epochs": runs[0].get("epochs", doc["budget"]["epochs"]),
             "labelled_fraction": runs[0]["labelled_fraction"], "clicks_per_image": runs[0]["clicks_per_image"],
             "tags_per_image": runs[0]["tags_per_image"], "seconds": float(np.mean([r["seconds"] for r in runs])),
+            "annotation_seconds_published": ANNOTATION_SECONDS.get(runs[0]["supervision"]),
             "per_class_iou": per_class,
         })  # fmt: skip
     full = next((r["miou_mean"] for r in out if r["row"] == "supervised/dense"), None)
+    references = [r for r in out if r["row"].split("/")[0].split("+")[0] == "supervised"]
+    reference = max(references, key=lambda r: r["miou_mean"]) if references else None
+    learned = [c for c, v in reference["per_class_iou"].items() if v is not None and v > 0.1] if reference else []
+    baseline = next((r for r in out if r["row"] == BASELINE), None)
     for r in out:
         r["ratio_to_supervised"] = r["miou_mean"] / full if full else None
+        if reference:
+            r["reference"] = reference["row"]
+            r["ratio_to_reference"] = r["miou_mean"] / reference["miou_mean"]
+            r["reference_learned_classes"] = learned
+            r["ratio_on_learned_classes"] = float(
+                np.mean([r["per_class_iou"][c] or 0.0 for c in learned])
+                / np.mean([reference["per_class_iou"][c] for c in learned])
+            ) if learned else None  # fmt: skip
+            r["wall_time_multiplier"] = r["seconds"] / reference["seconds"]
+        if confusions and baseline and r is not baseline:
+            mine, theirs = run_confusions(confusions, r), run_confusions(confusions, baseline)
+            if mine is not None and theirs is not None:
+                r["difference_to_baseline"] = {"baseline": BASELINE, **bootstrap_paired_difference(mine, theirs)}
     return out
+
+
+def confusion_key(row: str, seed: int) -> str:
+    return f"{row}|{seed}"
+
+
+def run_confusions(confusions: dict[str, np.ndarray], summary_row: dict) -> np.ndarray | None:
+    """``(seeds, images, C, C)`` of a row, or None while a seed's matrices are missing."""
+    keys = [confusion_key(summary_row["row"], seed) for seed in summary_row["seeds"]]
+    return np.stack([confusions[k] for k in keys]) if all(k in confusions for k in keys) else None
 
 
 def markdown(doc: dict) -> str:
@@ -192,25 +254,38 @@ def markdown(doc: dict) -> str:
     h, w = b["image_size"]
     weights = "ImageNet (pretrained extra, offline)" if b["encoder_weights"] else "from scratch"
     limits = "".join(f", {k} {b[k]}" for k in ("limit_train", "limit_val") if b.get(k))
+    splits = f", trained on `{b.get('train_split', 'train')}`, scored on `{b.get('val_split', 'val')}` once"
     lines = [
         f"Budget: {b['dataset']} {h}x{w}, regime `{b['regime']}` (Unet-{b['encoder']} {weights}), {b['epochs']} epochs, "
-        f"batch {b['batch_size']}{limits}, AdamW + one-cycle, flips; the same for every row. Val mIoU at the masks' "
-        "full resolution, mean +- sd over training seeds (labels fixed). Labels simulated at the working size: "
-        "single-pixel points (one per region), 1-px skeleton scribbles, unless the settings column says otherwise. "
-        "Labelled share and clicks are per training image.",
+        f"batch {b['batch_size']}{limits}{splits}, AdamW + one-cycle, flips; the same for every row (an `@N` row is "
+        "the equal-wall-clock control, N epochs). Val mIoU at the masks' full resolution, mean +- sd over training "
+        "seeds (labels fixed). Labels simulated at the working size: single-pixel points (one per region), 1-px "
+        "skeleton scribbles, unless the settings column says otherwise. Labelled share and clicks are per training "
+        f"image. Difference: mIoU minus `{BASELINE}`'s, paired bootstrap 95% interval over val images (2000 "
+        "resamples, seed-mean mIoU), then per seed. Reference: the better supervised row; 'learned classes' are "
+        "those it scores above 0.1 IoU. Published annotation seconds per image: PASCAL VOC, Bearman et al. 2016.",
         "",
-        "| row | seeds | val mIoU | ratio to supervised | labelled share | clicks / image | tags / image "
-        "| wall time / run (s) | settings |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | seeds | val mIoU | difference [95% CI] (per seed) | ratio to reference | ratio on learned classes "
+        "| labelled share | clicks / image | published s / image | wall time x | settings |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = summarise(doc)
+    rows = doc.get("rows") or summarise(doc)
     for r in rows:
-        ratio = f"{r['ratio_to_supervised']:.2f}" if r["ratio_to_supervised"] is not None else "n/a"
+        diff = r.get("difference_to_baseline")
+        shown = (
+            f"{100 * diff['difference']:+.1f} [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}] ("
+            + ", ".join(f"{100 * d:+.1f}" for d in diff["per_seed"]) + ")"
+            if diff else ("baseline" if r["row"] == BASELINE else "-")
+        )  # fmt: skip
+        ratio = f"{r['ratio_to_reference']:.2f}" if r.get("ratio_to_reference") is not None else "n/a"
+        learned = f"{r['ratio_on_learned_classes']:.2f}" if r.get("ratio_on_learned_classes") is not None else "n/a"
+        seconds = r.get("annotation_seconds_published")
+        wall = f"{r['wall_time_multiplier']:.2f}" if r.get("wall_time_multiplier") is not None else "n/a"
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
         lines.append(
-            f"| {r['row']} | {len(r['seeds'])} | {r['miou_mean']:.3f} +- {r['miou_sd']:.3f} | {ratio} "
-            f"| {100 * r['labelled_fraction']:.2f}% | {r['clicks_per_image']:.1f} | {r['tags_per_image']:.1f} "
-            f"| {r['seconds']:.0f} | {settings} |"
+            f"| {r['row']} | {len(r['seeds'])} | {r['miou_mean']:.3f} +- {r['miou_sd']:.3f} | {shown} | {ratio} "
+            f"| {learned} | {100 * r['labelled_fraction']:.2f}% | {r['clicks_per_image']:.1f} "
+            f"| {seconds if seconds is not None else 'n/a'} | {wall} | {settings} |"
         )
     classes = list(rows[0]["per_class_iou"]) if rows else []
     lines += ["", "Per-class IoU (mean over seeds):", "", "| row | " + " | ".join(classes) + " |"]
@@ -218,13 +293,33 @@ def markdown(doc: dict) -> str:
     for r in rows:
         cells = [f"{v:.2f}" if v is not None else "n/a" for v in r["per_class_iou"].values()]
         lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
+    total = sum(r["seconds"] for r in doc["runs"])
+    lines += [
+        "",
+        f"Total compute: {len(doc['runs'])} runs, {total / 3600:.2f} h of training wall time on this machine.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def finish(doc: dict, out: Path) -> None:
-    doc["rows"] = summarise(doc)
+def confusions_path(out: Path) -> Path:
+    return out.with_suffix(".confusions.npz")
+
+
+def load_confusions(out: Path) -> dict[str, np.ndarray]:
+    path = confusions_path(out)
+    return dict(np.load(path)) if path.exists() else {}
+
+
+def finish(doc: dict, out: Path, confusions: dict[str, np.ndarray] | None = None) -> None:
+    """The JSON (one object per row with its ``seeds`` and interval fields), the markdown, and the runs'
+    per-image confusion matrices beside them (what the intervals resample)."""
+    doc["rows"] = summarise(doc, confusions)
     atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=1))
     atomic_write_text(out.with_suffix(".md"), markdown(doc))
+    if confusions:
+        with atomic_path(confusions_path(out)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, **confusions)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--new-table", action="store_true", help="replace a table measured with another budget (default: refuse)"
     )
+    parser.add_argument("--train-split", default="train", help="train on this split (train-tune while choosing)")
+    parser.add_argument("--val-split", default="val", help="score this split (tune while choosing; val once)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last tensors (same maths, faster)")
+    parser.add_argument("--tag", default="", help="suffix of the table's file name, e.g. _converged")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--runs", default="runs/bench_label_efficiency")
     return parser
@@ -265,8 +364,9 @@ def main(argv: list[str] | None = None) -> None:
         raise BenchError(f"no rows for dataset {args.dataset!r}; pass --rows")
     for row in rows:  # every row checked before the first one trains
         row_settings(row, args)
-    out = Path(args.out) / f"label_efficiency_{args.dataset}_{args.regime}"
+    out = Path(args.out) / f"label_efficiency_{args.dataset}_{args.regime}{args.tag}"
     doc = load_doc(out.with_suffix(".json"), args, size)
+    confusions = load_confusions(out)
     print(f"budget: {json.dumps(doc['budget'])}; seeds {seeds}", flush=True)
     for row in rows:
         for seed in seeds:
@@ -276,10 +376,14 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{row} seed {seed}: already measured, skipped (--redo to rerun)", flush=True)
                 continue
             result = run_one(row, seed, args, size)
+            names, matrices = result.pop("image_names"), result.pop("image_confusions")
+            if doc.setdefault("val_images", names) != names:
+                raise BenchError(f"{row} seed {seed}: scored other val images than the table's; use a new --tag")
+            confusions[confusion_key(row, seed)] = np.asarray(matrices, dtype=np.int64)
             doc["runs"] = [r for r in doc["runs"] if not (r["row"] == row and r["seed"] == seed)] + [result]
-            finish(doc, out)
+            finish(doc, out, confusions)
             print(f"{row:<28} seed {seed}  mIoU {result['val_miou']:.3f}  ({result['seconds']} s)", flush=True)
-    finish(doc, out)
+    finish(doc, out, confusions)
     print(markdown(doc))
 
 
