@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from workbench.data.folder import list_split, load_dataset_info, read_mask, validate_dataset
 from workbench.data.synthetic import (
@@ -18,6 +20,7 @@ from workbench.data.synthetic import (
     ensure_synthetic,
     generate,
 )
+from workbench.ownership import MARKER, OwnershipError
 
 TINY = SyntheticConfig(height=24, width=32, train=6, val=2, seed=3)
 
@@ -29,7 +32,7 @@ def folder_bytes(root: Path) -> dict[str, bytes]:
 def test_same_seed_gives_byte_identical_files(tmp_path):
     a = folder_bytes(generate(tmp_path / "a", TINY))
     b = folder_bytes(generate(tmp_path / "b", TINY))
-    assert len(a) == 1 + 2 * (TINY.train + TINY.val)
+    assert len(a) == 2 + 2 * (TINY.train + TINY.val)  # dataset.json, the ownership marker, images and masks
     assert a == b
 
 
@@ -117,3 +120,106 @@ def test_weak_shot_runs_without_data_use_the_weak_shot_set(tmp_path):
 
     info = dataset_info(TrainConfig(protocol="weakshot", synthetic_root=str(tmp_path / "syn")))
     assert info.root == tmp_path / "syn-weakshot" and "weakshot" in info.protocols
+
+
+# ----------------------------------------------------------------------------- what generate may replace
+
+
+def user_folder(root: Path) -> Path:
+    (root / "notes").mkdir(parents=True)
+    (root / "thesis.tex").write_text("three years of work")
+    (root / "notes" / "ideas.md").write_text("# ideas")
+    return root
+
+
+def run_like_folder(root: Path) -> Path:
+    (root / "checkpoint").mkdir(parents=True)
+    (root / "checkpoint" / "model.safetensors").write_bytes(b"weights")
+    (root / "config.json").write_text('{"method": "partial_ce"}')
+    (root / "report.md").write_text("# mIoU 0.61")
+    return root
+
+
+def foreign_dataset(root: Path) -> Path:
+    """A dataset folder someone made by hand: no marker, no generator stamp."""
+    generate(root, TINY)
+    (root / MARKER).unlink()
+    doc = json.loads((root / "dataset.json").read_text())
+    del doc["generator"]
+    (root / "dataset.json").write_text(json.dumps(doc))
+    return root
+
+
+def generated_with_user_files(root: Path) -> Path:
+    generate(root, TINY)
+    (root / "annotations.sqlite").write_bytes(b"a day of clicks")
+    (root / "images" / "train" / "extra_photo.png").write_bytes(b"mine")
+    return root
+
+
+@pytest.mark.parametrize(
+    "make, names",
+    [
+        (user_folder, ["notes/", "thesis.tex"]),
+        (run_like_folder, ["checkpoint", "config.json", "report.md"]),
+        (foreign_dataset, ["dataset.json", "images", "masks"]),
+        (generated_with_user_files, ["annotations.sqlite", "images/train/extra_photo.png"]),
+    ],
+    ids=["user-files", "trained-run", "other-dataset", "generated-plus-user-files"],
+)
+def test_generate_refuses_a_folder_holding_what_it_did_not_write_and_changes_nothing(tmp_path, make, names):
+    root = make(tmp_path / "out")
+    before = folder_bytes(root)
+    with pytest.raises(OwnershipError, match="choose another --out, or move those files") as err:
+        generate(root, SyntheticConfig(height=16, width=16, train=2, val=1))
+    assert str(root) in str(err.value) and all(n.rstrip("/") in str(err.value) for n in names)
+    assert folder_bytes(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "a temp folder was left beside it"
+
+
+def test_generate_refuses_the_current_folder_unless_empty(tmp_path, monkeypatch):
+    monkeypatch.chdir(user_folder(tmp_path / "home"))
+    with pytest.raises(OwnershipError, match=r"^\.: is not empty .*thesis\.tex"):
+        generate(".", TINY)
+    with pytest.raises(OwnershipError, match="empty path means the current folder"):
+        generate("", TINY)
+    assert sorted(os.listdir(".")) == ["notes", "thesis.tex"]
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    generate(".", TINY)  # an empty current folder is filled in place ...
+    generate(".", SyntheticConfig(height=24, width=32, train=3, val=1))  # ... and its own dataset replaced there
+    assert Path.cwd() == (tmp_path / "empty").resolve() and len(list_split(load_dataset_info("."), "train")) == 3
+    assert sorted(os.listdir(tmp_path)) == ["empty", "home"], "a temp folder was left beside it"
+
+
+def test_generate_replaces_its_own_datasets_marked_or_from_before_the_marker(tmp_path):
+    root = generate(tmp_path / "syn", TINY)
+    marker = json.loads((root / MARKER).read_text())
+    assert marker["kind"] == "synthetic-dataset" and set(marker["files"]) == set(folder_bytes(root)) - {MARKER}
+    generate(root, SyntheticConfig(height=24, width=32, train=2, val=1))
+    assert len(list_split(load_dataset_info(root), "train")) == 2
+    assert not (root / "images" / "train" / "train_0005.png").exists(), "the old dataset's files survived"
+    (root / MARKER).unlink()  # generated before the marker: dataset.json's generator stamp names its files
+    generate(root, TINY)
+    assert len(list_split(load_dataset_info(root), "train")) == TINY.train and (root / MARKER).is_file()
+    (root / MARKER).unlink()
+    (root / "images" / "val" / "val_0007.png").write_bytes(b"mine")  # beyond the stamp's val count of 2
+    with pytest.raises(OwnershipError, match="val_0007.png"):
+        generate(root, TINY)
+
+
+def test_generate_refuses_a_symbolic_link(tmp_path):
+    target = user_folder(tmp_path / "real")
+    (tmp_path / "link").symlink_to(target, target_is_directory=True)
+    with pytest.raises(OwnershipError, match="symbolic link"):
+        generate(tmp_path / "link", TINY)
+    assert sorted(os.listdir(target)) == ["notes", "thesis.tex"]
+
+
+def test_ensure_synthetic_regenerates_only_what_it_owns(tmp_path):
+    root = ensure_synthetic(tmp_path / "syn", TINY)
+    (root / "annotations.sqlite").write_bytes(b"clicks")  # the dashboard's store beside dataset.json
+    assert ensure_synthetic(root, TINY) == root  # the same stamp: nothing to replace
+    with pytest.raises(OwnershipError, match="annotations.sqlite"):
+        ensure_synthetic(root, SyntheticConfig(height=24, width=32, train=3, val=1))
+    assert (root / "annotations.sqlite").read_bytes() == b"clicks"

@@ -17,6 +17,7 @@ workbench data protocols`` shows it. This is the default data of weak-shot tests
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -26,7 +27,9 @@ import numpy as np
 from PIL import Image
 from skimage.draw import disk, polygon
 
+from workbench import ownership
 from workbench.io import save_index_png
+from workbench.ownership import DATASET_FILE, OwnershipError
 
 STUFF = ("sky", "grass", "sand")
 OBJECTS = ("disc", "square", "triangle", "ring", "cross")
@@ -46,6 +49,7 @@ WEAK_SHOT_NOVEL_COUNTS = (1, 2, 3)  # novel classes per weak-shot image ...
 WEAK_SHOT_NOVEL_P = (0.15, 0.55, 0.3)  # ... with these probabilities: 85% hold two or more
 WEAK_SHOT_BASE_P = 0.6  # probability of a base object (square or ring) in a weak-shot image
 GENERATOR_VERSION = 1
+OWNER_KIND = "synthetic-dataset"  # the kind in the marker of a generated dataset (workbench.ownership)
 
 
 @dataclass(frozen=True)
@@ -165,42 +169,141 @@ def _object_texture(cls, rng, yy, xx) -> np.ndarray:
 
 
 def generate(root: str | Path, config: SyntheticConfig = SyntheticConfig()) -> Path:
-    """Write the dataset folder at ``root`` (atomically: a half-written folder never appears)."""
+    """Write the dataset folder at ``root`` (atomically: a half-written folder never appears).
+
+    ``root`` may be new, an empty folder, or a dataset this generator wrote that holds nothing
+    else (its marker lists what it wrote); anything else is refused with :class:`OwnershipError`
+    before the scenes are drawn, and checked again before the old folder is replaced.
+    """
+    if not str(root).strip():
+        raise OwnershipError("root '': an empty path means the current folder; name the dataset folder to write")
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    check_replaceable(root)
+    where = Path(os.path.abspath(root))  # "." has no name to put a temp folder beside
+    where.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.", dir=where.parent))
     try:
-        rng = np.random.default_rng(config.seed)
-        counts = {"train": config.train, "val": config.val}
-        for split, n in counts.items():
-            (tmp / "images" / split).mkdir(parents=True)
-            for i in range(n):
-                image, mask = render_scene(rng, config.height, config.width, config.max_objects, config.weak_shot)
-                name = f"{split}_{i:04d}"
-                Image.fromarray(image).save(tmp / "images" / split / f"{name}.png")
-                save_index_png(tmp / "masks" / split / f"{name}.png", mask, COLORS)
-        doc = {
-            "name": "synthetic",
-            "description": "workbench synthetic shapes: 3 stuff + 5 object classes"
-            + (f"; weak-shot mode (protocol {WEAK_SHOT_PROTOCOL!r})" if config.weak_shot else ""),
-            "image_dir": "images",
-            "mask_dir": "masks",
-            "image_ext": ".png",
-            "mask_ext": ".png",
-            "ignore_index": 255,
-            "classes": list(CLASSES),
-            "colors": [list(c) for c in COLORS],
-            "splits": counts,
-            "weak_shot_protocols": {k: {"novel": list(v)} for k, v in protocols(config).items()},
-            "generator": {"version": GENERATOR_VERSION, **asdict(config)},
-        }
-        (tmp / "dataset.json").write_text(json.dumps(doc, indent=1))
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.rename(root)
+        files = _write_dataset(tmp, config)
+        ownership.write_marker(tmp, OWNER_KIND, files)
+        owned = check_replaceable(root)  # again: the folder may have changed while the scenes were drawn
+        _replace(where, tmp, owned)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _write_dataset(tmp: Path, config: SyntheticConfig) -> list[str]:
+    """Draw every scene into ``tmp``; returns the relative paths written."""
+    rng = np.random.default_rng(config.seed)
+    counts = {"train": config.train, "val": config.val}
+    files = [DATASET_FILE]
+    for split, n in counts.items():
+        (tmp / "images" / split).mkdir(parents=True)
+        for i in range(n):
+            image, mask = render_scene(rng, config.height, config.width, config.max_objects, config.weak_shot)
+            name = f"{split}_{i:04d}"
+            Image.fromarray(image).save(tmp / "images" / split / f"{name}.png")
+            save_index_png(tmp / "masks" / split / f"{name}.png", mask, COLORS)
+            files += [f"images/{split}/{name}.png", f"masks/{split}/{name}.png"]
+    doc = {
+        "name": "synthetic",
+        "description": "workbench synthetic shapes: 3 stuff + 5 object classes"
+        + (f"; weak-shot mode (protocol {WEAK_SHOT_PROTOCOL!r})" if config.weak_shot else ""),
+        "image_dir": "images",
+        "mask_dir": "masks",
+        "image_ext": ".png",
+        "mask_ext": ".png",
+        "ignore_index": 255,
+        "classes": list(CLASSES),
+        "colors": [list(c) for c in COLORS],
+        "splits": counts,
+        "weak_shot_protocols": {k: {"novel": list(v)} for k, v in protocols(config).items()},
+        "generator": {"version": GENERATOR_VERSION, **asdict(config)},
+    }
+    (tmp / DATASET_FILE).write_text(json.dumps(doc, indent=1))
+    return files
+
+
+def _replace(where: Path, tmp: Path, owned: set[str]) -> None:
+    """Put ``tmp`` at ``where``: renamed there, or swapped for an owned dataset (set aside, then deleted).
+
+    The current folder cannot be renamed from under the process: there (and in an empty folder) the
+    old files are deleted and the new ones moved in, dataset.json first out and last in.
+    """
+    if not where.exists():
+        tmp.rename(where)
+    elif any(where.iterdir()) and not Path.cwd().is_relative_to(where.resolve()):
+        old = Path(tempfile.mkdtemp(prefix=f".{where.name}.old.", dir=where.parent))
+        where.rename(old / where.name)
+        tmp.rename(where)
+        shutil.rmtree(old)
+    else:
+        present = [e for e in ownership.folder_entries(where) if e in owned]  # never a path the marker merely names
+        for rel in sorted(present, key=lambda e: e != DATASET_FILE):
+            (where / rel).unlink()
+        for top, dirs, files in os.walk(where, topdown=False):  # the emptied folders (checked: nothing else)
+            if top != str(where) and not dirs and not files:
+                os.rmdir(top)
+        for entry in sorted(tmp.iterdir(), key=lambda p: p.name == DATASET_FILE):
+            entry.rename(where / entry.name)
+
+
+def check_replaceable(root: str | Path) -> set[str]:
+    """``root`` may be replaced by :func:`generate`: new, empty, or a generated dataset holding only its own
+    files; returns those files (empty for a new or empty folder)."""
+    root = Path(root)
+    fix = "choose another --out, or move those files out of it"
+    if root.is_symlink():
+        raise OwnershipError(f"{root}: is a symbolic link; data generate writes a real folder: choose another --out")
+    if not root.exists():
+        return set()
+    if not root.is_dir():
+        raise OwnershipError(f"{root}: is a file, not a folder; choose another --out")
+    owned = generated_files(root)
+    if owned is None:
+        foreign = sorted(p.name for p in root.iterdir())
+        if foreign:
+            raise OwnershipError(
+                f"{root}: is not empty and not a dataset the generator made (it holds {ownership.shown(foreign)}); "
+                f"data generate replaces only an empty folder or a generated dataset: {fix}"
+            )
+        return set()
+    foreign = ownership.foreign_entries(root, owned)
+    if foreign:
+        raise OwnershipError(
+            f"{root}: a generated dataset that also holds files the workbench did not write "
+            f"({ownership.shown(foreign)}); replacing it would delete them: {fix}"
+        )
+    return owned
+
+
+def generated_files(root: Path) -> set[str] | None:
+    """The files the generator wrote in ``root`` (its marker's list), or None when it did not make ``root``.
+
+    Datasets generated before the marker are recognised by the ``"generator"`` stamp in their
+    dataset.json: its ``train``/``val`` counts name the ``images|masks/SPLIT/SPLIT_NNNN.png`` files it wrote.
+    """
+    marker = ownership.read_marker(root, OWNER_KIND)
+    if marker is not None:
+        return set(marker["files"])
+    try:
+        stamp = json.loads((root / DATASET_FILE).read_text()).get("generator")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(stamp, dict):
+        return None
+    counts = {s: stamp.get(s) for s in ("train", "val")}
+    return {DATASET_FILE} | {e for e in ownership.folder_entries(root) if _stamped_name(e, counts)}
+
+
+def _stamped_name(entry: str, counts: dict) -> bool:
+    """``images/train/train_0007.png`` is a file the generator wrote when train held more than 7 images."""
+    parts = entry.split("/")
+    if len(parts) != 3 or parts[0] not in ("images", "masks") or parts[1] not in counts:
+        return False
+    split, n = parts[1], counts[parts[1]]
+    index = parts[2].removeprefix(f"{split}_").removesuffix(".png")
+    return isinstance(n, int) and index.isdigit() and int(index) < n and parts[2] == f"{split}_{int(index):04d}.png"
 
 
 def protocols(config: SyntheticConfig) -> dict[str, tuple[str, ...]]:
