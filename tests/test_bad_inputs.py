@@ -779,6 +779,36 @@ def test_overwrite_replaces_the_old_run_whole(trained_run, synthetic_root, tmp_p
         dataclasses.replace(config, resume=True)
 
 
+def test_every_new_run_is_marked_and_overwrite_keeps_it_marked(trained_run, synthetic_root, tmp_path):
+    assert ckpt.read_marker(trained_run, ckpt.RUN_KIND) is not None, "the engine made a run without its marker"
+    out = Path(shutil.copytree(trained_run, tmp_path / "old"))
+    train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, out, overwrite=True, epochs=1, limit_train=2))
+    assert ckpt.read_marker(out, ckpt.RUN_KIND) is not None and (out / "report.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"config.json": '{"lr": 0.1}', "train.py": "print(1)"},
+        {"checkpoint/epoch_12.ckpt": "another tool's weights", "report.md": "# a paper's numbers"},
+    ],
+    ids=["user-config.json", "foreign-checkpoint"],
+)
+def test_overwrite_refuses_a_folder_the_workbench_never_made_a_run_of(synthetic_root, tmp_path, capsys, files):
+    out = tmp_path / "mine"
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    with pytest.raises(CheckpointError, match="not a run the workbench created.*delete those files yourself"):
+        train(partial_ce, partial_ce.Config(), _tiny(synthetic_root, out, overwrite=True))
+    argv = ["train", "--method", "partial_ce", "--data", str(synthetic_root), "--out", str(out), "--overwrite"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error:") and "Traceback" not in err and str(out) in err
+    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == set(files)
+    assert all((out / name).read_text() == text for name, text in files.items())
+
+
 def test_resume_onto_a_folder_without_checkpoint_is_an_error(synthetic_root, tmp_path):
     for out in (tmp_path / "missing", tmp_path / "empty"):
         (tmp_path / "empty").mkdir(exist_ok=True)

@@ -9,10 +9,12 @@ A run directory holds::
                                    (read with weights_only=True)
     report.json, report.md         the final evaluation
     .lock                          the pid of the process training into it (locked while it runs)
+    .workbench-owned.json          the marker saying the workbench created this run (workbench.ownership)
 
 A run directory belongs to one run: :class:`RunLock` keeps a second process out while one
 trains, and :func:`claim_run_dir` refuses a folder holding another run unless told to
-overwrite it. Every file is written atomically; loading never unpickles code.
+overwrite it, and refuses run-like files the workbench did not write even then. Every file
+is written atomically; loading never unpickles code.
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from workbench.io import atomic_path, atomic_write_text
+from workbench.ownership import MARKER, folder_entries, read_marker, shown, write_marker
 
+CHECKPOINT_DIR = "checkpoint"
 MODEL_FILE = "checkpoint/model.safetensors"
 STATE_FILE = "checkpoint/train_state.pt"
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
-RUN_FILES = (CONFIG_FILE, "metrics.jsonl", "checkpoint", "report.json", "report.md")  # what makes a folder a run
+RUN_FILES = (CONFIG_FILE, "metrics.jsonl", CHECKPOINT_DIR, "report.json", "report.md")  # what makes a folder a run
+RUN_KIND = "run"  # the kind in a run's ownership marker (workbench.ownership.MARKER)
+RUN_CONFIG_KEYS = {"method": str, "method_config": dict, "train_config": dict, "dataset": dict}  # engine.run_config
 TENSORBOARD_EVENTS = "events.out.tfevents.*"
 
 try:
@@ -112,11 +118,11 @@ def run_files(run_dir: str | Path) -> list[str]:
     return [name for name in RUN_FILES if (run_dir / name).exists()] + events
 
 
-def claim_run_dir(run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
-    """Check that a run may write ``run_dir``; with ``overwrite``, delete the old run's files.
+def check_run_dir(run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> list[str]:
+    """Check that a run may write ``run_dir`` (writing nothing); returns the old run's files ``overwrite`` replaces.
 
-    Call it holding the :class:`RunLock` (the deletion must not race the old run), and again
-    without the lock before slow setup to fail early; without ``overwrite`` it writes nothing.
+    Run-like files in a folder the workbench did not make a run of are refused either way: ``overwrite``
+    deletes only a run whose marker (:func:`mark_run_dir`) or config.json says the engine wrote it.
     """
     run_dir = Path(run_dir)
     check_out_dir(run_dir)
@@ -126,21 +132,80 @@ def claim_run_dir(run_dir: str | Path, resume: bool = False, overwrite: bool = F
                 f"{run_dir}: nothing to resume (no {STATE_FILE}: the run never finished an epoch or the folder holds "
                 "no run); drop --resume to start a new run"
             )
-        return
+        return []
     found = run_files(run_dir)
-    if found and not overwrite:
-        shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
+    if not found:
+        return []
+    if not is_workbench_run(run_dir):
         raise CheckpointError(
-            f"{run_dir}: holds another run ({shown}); pass --overwrite to replace it, --resume to "
+            f"{run_dir}: holds {shown(found)} but is not a run the workbench created (no {MARKER}, and no "
+            "config.json the engine wrote); nothing there is deleted: delete those files yourself, or choose "
+            "another --out"
+        )
+    if not overwrite:
+        raise CheckpointError(
+            f"{run_dir}: holds another run ({shown(found)}); pass --overwrite to replace it, --resume to "
             "continue it, or choose another --out"
         )
-    if found and overwrite:
-        for name in found:
-            target = run_dir / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
+    foreign = foreign_run_entries(run_dir, found)
+    if foreign:
+        raise CheckpointError(
+            f"{run_dir}: the old run's folder also holds what the workbench did not write ({shown(foreign)}); "
+            "--overwrite would delete it: move it out, or choose another --out"
+        )
+    return found
+
+
+def claim_run_dir(run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Check that a run may write ``run_dir`` (:func:`check_run_dir`); with ``overwrite``, delete the old run's files.
+
+    Call it holding the :class:`RunLock` (the deletion must not race the old run), and call
+    :func:`check_run_dir` before slow setup to fail early.
+    """
+    for name in check_run_dir(run_dir, resume, overwrite):
+        target = Path(run_dir) / name
+        if target.is_dir():
+            shutil.rmtree(target)  # checkpoint/: checked to hold the workbench's files only
+        else:
+            target.unlink()
+
+
+def mark_run_dir(run_dir: str | Path) -> None:
+    """Record that the workbench created the run in ``run_dir`` (the marker says what ``--overwrite`` may delete)."""
+    write_marker(run_dir, RUN_KIND, RUN_FILES)
+
+
+def is_workbench_run(run_dir: str | Path) -> bool:
+    """The workbench created this run: its marker says so, or (runs from before the marker) its config.json
+    is one :func:`write_config` wrote (method, method and train config, dataset)."""
+    run_dir = Path(run_dir)
+    if read_marker(run_dir, RUN_KIND) is not None:
+        return True
+    path = run_dir / CONFIG_FILE
+    try:
+        doc = json.loads(path.read_text()) if path.is_file() and not path.is_symlink() else None
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and all(isinstance(doc.get(k), t) for k, t in RUN_CONFIG_KEYS.items())
+
+
+def foreign_run_entries(run_dir: Path, found: list[str]) -> list[str]:
+    """What, among a workbench run's files, the workbench did not write: links, and foreign files in checkpoint/."""
+    checkpoint = run_dir / CHECKPOINT_DIR
+    foreign = [n for n in found if (run_dir / n).is_symlink() or (n == CHECKPOINT_DIR and not checkpoint.is_dir())]
+    if CHECKPOINT_DIR in found and not foreign:
+        own = {Path(MODEL_FILE).name, Path(STATE_FILE).name}
+        foreign += [
+            f"{CHECKPOINT_DIR}/{e}"
+            for e in folder_entries(checkpoint)
+            if (e not in own and not _is_temp_of(e, own)) or (checkpoint / e).is_symlink()
+        ]
+    return foreign
+
+
+def _is_temp_of(entry: str, names: set[str]) -> bool:
+    """``.model.safetensors.abc123.tmp``: a temp file :func:`workbench.io.atomic_path` left for one of ``names``."""
+    return any(entry.startswith(f".{n}.") and entry.endswith(".tmp") and "/" not in entry for n in names)
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:

@@ -398,7 +398,8 @@ def train(
     starts DDP's gradient synchronisation) and may also use the model's submodules.
 
     The run directory is locked while training; a folder holding another run is refused
-    unless ``config.overwrite`` (and only then, holding the lock, are its files removed).
+    unless ``config.overwrite`` (and only then, holding the lock, are its files removed), and
+    run-like files the workbench did not write are refused even then (:func:`ckpt.check_run_dir`).
     The four phases are :func:`setup_run`, :func:`train_epoch`, :func:`save_epoch` and :func:`finish_run`.
     """
     run = setup_run(method, method_config, config, on_log, model)
@@ -484,10 +485,7 @@ def setup_run(
     run_dir = Path(config.out)
     if os.environ.get("RANK", "0") == "0":  # fail before the slow setup (this check writes nothing); torchrun's
         # RANK, since the process group is not joined yet: other ranks would see rank 0's fresh files as another run
-        if config.overwrite:
-            ckpt.check_out_dir(run_dir)
-        else:
-            ckpt.claim_run_dir(run_dir, config.resume)
+        ckpt.check_run_dir(run_dir, config.resume, config.overwrite)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     device = dist.init_from_env(pick_device(config.device))
@@ -519,6 +517,7 @@ def setup_run(
             ckpt.claim_run_dir(run_dir, config.resume, config.overwrite)  # holding the lock: now the folder is ours
         start_epoch = _resume(run_dir, model, optimizer, scheduler, identity) if config.resume else 0
         if dist.is_main():
+            ckpt.mark_run_dir(run_dir)  # before any run file: the run is the workbench's (a resumed old one too)
             if start_epoch > 0:
                 _forget_after(run_dir / "metrics.jsonl", start_epoch * steps_per_epoch)
             ckpt.write_config(run_dir, run_config(method, method_config, config, info, split, train_ds))
