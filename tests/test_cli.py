@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import runpy
+import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from workbench import cli
+from workbench.annotations import AnnotationStore
 from workbench.data.folder import list_split, load_dataset_info, read_mask, validate_dataset
 from workbench.engine import TrainConfig
+from workbench.interchange import export_labels
 from workbench.methods import METHODS
-from workbench.weak_labels import SimulationConfig, load_weak_labels, simulate
+from workbench.ownership import MARKER
+from workbench.weak_labels import Point, SimulationConfig, WeakLabels, WeakLabelSet, load_weak_labels, simulate
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -274,3 +280,168 @@ def test_demo_point_methods_are_checked_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'cam' does not learn from points" in err and "spml" in err
     assert not (tmp_path / "demo").exists()
+
+
+# ----------------------------------------------------------------------------- nothing a user owns is replaced
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def user_folder(root: Path) -> Path:
+    (root / "notes").mkdir(parents=True)
+    (root / "thesis.tex").write_text("three years of work")
+    (root / "notes" / "ideas.md").write_text("# ideas")
+    return root
+
+
+def run_like_folder(root: Path) -> Path:
+    (root / "checkpoint").mkdir(parents=True)
+    (root / "checkpoint" / "model.safetensors").write_bytes(b"weights")
+    (root / "config.json").write_text('{"method": "partial_ce"}')
+    (root / "report.md").write_text("# mIoU 0.61")
+    return root
+
+
+def other_dataset(root: Path, synthetic_root: Path) -> Path:
+    """A dataset folder nobody generated: no marker, no generator stamp."""
+    shutil.copytree(synthetic_root, root)
+    (root / MARKER).unlink()
+    doc = json.loads((root / "dataset.json").read_text())
+    del doc["generator"]
+    (root / "dataset.json").write_text(json.dumps(doc))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["user-files", "trained-run", "other-dataset", "non-empty-current-folder"])
+def test_data_generate_refuses_a_folder_it_did_not_make_in_one_line(
+    synthetic_root, tmp_path, monkeypatch, capsys, kind
+):
+    if kind == "other-dataset":
+        out = other_dataset(tmp_path / "out", synthetic_root)
+    else:
+        out = (run_like_folder if kind == "trained-run" else user_folder)(tmp_path / "out")
+    before = snapshot(out)
+    if kind == "non-empty-current-folder":
+        monkeypatch.chdir(out)
+    arg = "." if kind == "non-empty-current-folder" else out
+    code, _, err = run(["data", "generate", "--out", arg, "--size", "16x16", "--train", 2, "--val", 1], capsys)
+    assert code == 2 and err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "not a dataset the generator made" in err and "choose another --out" in err
+    assert snapshot(out) == before
+
+
+def test_data_generate_replaces_the_dataset_it_made(tmp_path, capsys):
+    root = tmp_path / "syn"
+    assert run(["data", "generate", "--out", root, "--size", "16x16", "--train", 3, "--val", 1], capsys)[0] == 0
+    assert run(["data", "generate", "--out", root, "--size", "16x16", "--train", 2, "--val", 1], capsys)[0] == 0
+    assert validate_dataset(root) == [] and len(list_split(load_dataset_info(root), "train")) == 2
+
+
+@pytest.fixture
+def data_copy(synthetic_root, tmp_path) -> Path:
+    """A dataset of this test's own: a broken guard must not damage the session's."""
+    return Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+
+
+@pytest.fixture
+def store(data_copy, tmp_path) -> Path:
+    info = load_dataset_info(data_copy)
+    with AnnotationStore(tmp_path / "a.sqlite", info.classes) as s:
+        s.add(list_split(info, "train")[0], Point(3, 4, 1), size=(32, 32))
+    return tmp_path / "a.sqlite"
+
+
+@pytest.fixture
+def coco_with_masks(data_copy, tmp_path) -> Path:
+    info = load_dataset_info(data_copy)
+    name = list_split(info, "train")[0]
+    weak = WeakLabelSet(info.classes, {name: WeakLabels(32, 32, frozenset({1}), points=(Point(2, 2, 1),))})
+    return export_labels(tmp_path / "labels.json", "coco", weak, {name: np.ones((32, 32), np.uint8)})
+
+
+EXPORT = ["annotations", "export", "--store", "{store}", "--data", "{data}", "--split", "train"]
+IMPORT = ["annotations", "import", "--store", "{tmp}/new.sqlite", "--format", "coco", "--file", "{coco}", "--data", "{data}"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["predict", "--checkpoint", "{tmp}/run", "--data", "{data}", "--out", "{data}/masks/val"], "lies in the ground-truth masks"),
+        (["predict", "--checkpoint", "{tmp}/run", "--data", "{data}", "--out", "{data}/images/val"], "lies in the images"),
+        (["predict", "--checkpoint", "{tmp}/run", "--data", "{data}", "--out", "{data}"], "is the dataset folder"),
+        (["predict", "--checkpoint", "{tmp}/run", "--images", "{tmp}/pics/a.png", "--out", "{tmp}/pics"], "is also this command's input"),
+        ([*EXPORT, "--out", "{data}/masks/train"], "lies in the ground-truth masks"),
+        ([*EXPORT, "--format", "labelstudio", "--out", "{data}/dataset.json"], "is the dataset.json"),
+        ([*EXPORT, "--format", "cvat", "--out", "{data}/dataset.json"], "is the dataset.json"),
+        ([*EXPORT, "--format", "coco", "--out", "{data}/dataset.json"], "is the dataset.json"),
+        ([*EXPORT, "--format", "coco", "--out", "{store}"], "is also this command's input"),
+        ([*EXPORT, "--out", "{tmp}/png", "--json", "{data}/dataset.json"], "is the dataset.json"),
+        ([*IMPORT, "--masks", "{data}/masks/train"], "lies in the ground-truth masks"),
+        (["simulate", "--data", "{data}", "--kind", "points", "--out", "{data}/dataset.json"], "is the dataset.json"),
+        (["simulate", "--data", "{data}", "--kind", "points", "--out", "{data}/masks/train/train_0000.png"], "lies in the ground-truth masks"),
+    ],
+    ids=[
+        "predict-onto-masks", "predict-onto-images", "predict-into-the-dataset-folder", "predict-onto-its-image",
+        "export-png-onto-masks", "export-labelstudio-onto-dataset.json", "export-cvat-onto-dataset.json",
+        "export-coco-onto-dataset.json", "export-onto-its-store", "export-json-onto-dataset.json",
+        "import-masks-onto-ground-truth", "simulate-onto-dataset.json", "simulate-onto-a-mask",
+    ],
+)  # fmt: skip
+def test_outputs_over_their_own_inputs_are_refused_and_change_nothing(
+    data_copy, store, coco_with_masks, tmp_path, capsys, argv, message
+):
+    (tmp_path / "pics").mkdir()
+    shutil.copy(data_copy / "images" / "val" / "val_0000.png", tmp_path / "pics" / "a.png")
+    subs = {"{data}": str(data_copy), "{store}": str(store), "{coco}": str(coco_with_masks), "{tmp}": str(tmp_path)}
+    argv = [next((a.replace(k, v) for k, v in subs.items() if k in a), a) for a in argv]
+    before = snapshot(tmp_path)
+    code, _, err = run(argv, capsys)
+    assert code == 2 and argv[-1] in err and message in err and "Traceback" not in err  # names the path, says why
+    assert snapshot(tmp_path) == before, "a refused command wrote"
+
+
+def test_outputs_beside_dataset_json_stay_allowed(data_copy, store, capsys):
+    """The dashboard keeps annotations.sqlite in the dataset folder; a weak-label JSON or a mask
+    export in a subfolder there overwrite nothing of the dataset."""
+    weak = data_copy / "weak.json"
+    assert run(["simulate", "--data", data_copy, "--kind", "points", "--out", weak], capsys)[0] == 0
+    in_root = data_copy / "annotations.sqlite"
+    assert run(["annotations", "import", "--store", in_root, "--json", weak], capsys)[0] == 0
+    argv = [*EXPORT, "--out", data_copy / "exported", "--json", data_copy / "exported.json"]
+    argv = [str(a).replace("{store}", str(in_root)).replace("{data}", str(data_copy)) for a in argv]
+    assert run(argv, capsys)[0] == 0 and (data_copy / "exported" / "train_0000.png").is_file()
+    assert validate_dataset(data_copy) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "--checkpoint", "{tmp}/run", "--data", "{data}", "--out", ""],
+        ["eval", "--checkpoint", "{tmp}/run", "--data", "{data}", "--out", ""],
+        ["simulate", "--data", "{data}", "--kind", "points", "--out", ""],
+        ["data", "generate", "--out", "", "--size", "16x16", "--train", "2", "--val", "1"],
+        ["data", "convert", "{data}", "--layout", "ade20k", "--out", ""],
+        [*EXPORT, "--out", ""],
+        [*EXPORT, "--out", "{tmp}/png", "--json", ""],
+        ["demo", "--out", "", "--epochs", "1"],
+    ],
+    ids=["predict", "eval", "simulate", "generate", "convert", "export", "export-json", "demo"],
+)
+def test_an_empty_out_is_refused_and_the_current_folder_stays_empty(
+    data_copy, store, tmp_path, monkeypatch, capsys, argv
+):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    subs = {"{data}": str(data_copy), "{store}": str(store), "{tmp}": str(tmp_path)}
+    argv = [next((a.replace(k, v) for k, v in subs.items() if k in a), a) for a in argv]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "empty path means the current folder" in err or "is a folder; pass the path" in err
+    assert os.listdir(".") == []
+
+
+def test_train_refuses_an_empty_out(captured_train, capsys):
+    code, _, err = run(["train", "--method", "partial_ce", "--out", ""], capsys)
+    assert code == 2 and "out is empty" in err and captured_train == []

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from workbench.configs import field_type
 from workbench.methods import METHODS
+from workbench.ownership import OwnershipError, check_output
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -158,6 +159,7 @@ def cmd_demo(args, extra: list[str]) -> int:
     from workbench.demo import demo_runs, run_demo
 
     methods = tuple(m.strip() for m in args.point_methods.split(",") if m.strip())
+    check_output(args.out, "--out", folder=True)
     try:
         demo_runs(methods)
     except ValueError as err:
@@ -167,24 +169,30 @@ def cmd_demo(args, extra: list[str]) -> int:
 
 
 def cmd_eval(args, extra: list[str]) -> int:
+    from workbench.data.folder import load_dataset_info
     from workbench.engine import evaluate_run, write_report
     from workbench.metrics import format_summary
 
-    if args.out:
+    if args.out is not None:
         _writable_folder(args.out, "--out")
+        check_output(args.out, "--out", dataset=load_dataset_info(args.data), folder=True)
     summary = evaluate_run(args.checkpoint, args.data, args.split, args.device, args.protocol)
     print(format_summary(summary))
-    if args.out:
+    if args.out is not None:
         write_report(Path(args.out), summary, f"{args.data} / {args.split}")
         print(f"report written to {args.out}/report.json")
     return 0
 
 
 def cmd_predict(args, extra: list[str]) -> int:
+    from workbench.data.folder import load_dataset_info
     from workbench.engine import predict_files, predict_split
 
     _writable_folder(args.out, "--out")
+    check_output(args.out, "--out", dataset=load_dataset_info(args.data) if args.data else None, folder=True)
     if args.images:
+        for image in args.images:  # NAME.png is written for each image: never over an image given
+            check_output(Path(args.out) / f"{Path(image).stem}.png", "--out", inputs=[image])
         written = predict_files(args.checkpoint, [Path(p) for p in args.images], Path(args.out), args.device)
     elif args.data:
         written = predict_split(args.checkpoint, args.data, args.split, Path(args.out), args.device)
@@ -212,6 +220,7 @@ def cmd_simulate(args, extra: list[str]) -> int:
 
     _writable_file(args.out, "--out", "weak-label JSON file")
     info = load_dataset_info(args.data)
+    check_output(args.out, "--out", dataset=info)
     kinds = [k for k in parse_supervision(args.kind) if k != "dense"]
     if not kinds:
         raise UsageError("--kind must name weak labels (tags, points, scribbles, boxes), not dense")
@@ -243,6 +252,7 @@ def cmd_data(args, extra: list[str]) -> int:
             if not 1 <= getattr(args, key) <= MAX_SYNTHETIC_IMAGES:
                 raise UsageError(f"--{key}={getattr(args, key)}: give 1..{MAX_SYNTHETIC_IMAGES} images")
         _writable_folder(args.out, "--out")
+        check_output(args.out, "--out", folder=True)
         config = SyntheticConfig(
             height=h, width=w, train=args.train, val=args.val, seed=args.seed, weak_shot=args.weak_shot
         )
@@ -258,6 +268,7 @@ def cmd_data(args, extra: list[str]) -> int:
         print(f"{args.path}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
         return 0 if not problems else 1
     if args.action == "convert":
+        check_output(args.out, "--out", inputs=[args.path], folder=True)
         if args.layout == "voc":
             root = convert.convert_voc(args.path, args.out)
         else:
@@ -300,6 +311,10 @@ def cmd_annotations(args, extra: list[str]) -> int:
             raise UsageError(f"--format {args.format} imports --file FILE with the dataset's classes from --data DIR")
         _writable_file(args.store, "--store", "annotation store (.sqlite)")
         info = load_dataset_info(args.data)
+        check_output(args.store, "--store", inputs=[args.file], dataset=info)
+        if args.masks is not None:  # checked before the store takes the labels
+            _writable_folder(args.masks, "--masks")
+            check_output(args.masks, "--masks", dataset=info, folder=True)
         with AnnotationStore(args.store, info.classes) as store:
             n, masks = interchange.import_into_store(store, args.file, args.format)
         print(f"imported the labels of {n} images from {args.file} into {args.store}")
@@ -314,6 +329,7 @@ def cmd_annotations(args, extra: list[str]) -> int:
         if not args.json:
             raise UsageError("give --json FILE (weak-label JSON) or --format labelstudio|cvat|coco --file FILE")
         _writable_file(args.store, "--store", "annotation store (.sqlite)")
+        check_output(args.store, "--store", inputs=[args.json])
         weak_set = load_weak_labels(args.json)
         if not weak_set.classes:
             raise UsageError(f"{args.json}: no 'classes' list; export it with `simulate` or `annotations export`")
@@ -330,6 +346,9 @@ def cmd_annotations(args, extra: list[str]) -> int:
     if not Path(args.store).is_file():
         raise UsageError(f"{args.store}: no annotation store there; annotate in the dashboard or `annotations import`")
     info = load_dataset_info(args.data)
+    check_output(args.out, "--out", inputs=[args.store], dataset=info, folder=args.format == "png")
+    if args.json is not None:
+        check_output(args.json, "--json", inputs=[args.store], dataset=info)
     if args.format != "png":
         if args.json:
             raise UsageError("--json goes with the PNG export; --format writes one file, --out")
@@ -542,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     project_errors = (
         UsageError, ConfigError, DatasetError, WeakLabelError, AnnotationError, SplitError, ModelError,
-        CheckpointError, UnsafeInputError,
+        CheckpointError, UnsafeInputError, OwnershipError,
     )  # fmt: skip
     try:
         return args.func(args, extra)

@@ -129,6 +129,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_numbers(self)
+        if not str(self.out).strip():
+            raise ConfigError("out is empty, which would make the current folder a run; name a run folder (runs/NAME)")
         for key in ("epochs", "batch_size", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
