@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -377,14 +379,30 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             result = run_one(row, seed, args, size)
             names, matrices = result.pop("image_names"), result.pop("image_confusions")
-            if doc.setdefault("val_images", names) != names:
-                raise BenchError(f"{row} seed {seed}: scored other val images than the table's; use a new --tag")
-            confusions[confusion_key(row, seed)] = np.asarray(matrices, dtype=np.int64)
-            doc["runs"] = [r for r in doc["runs"] if not (r["row"] == row and r["seed"] == seed)] + [result]
-            finish(doc, out, confusions)
+            with locked(out):  # two processes may fill one table: re-read what the other one added
+                doc, confusions = load_doc(out.with_suffix(".json"), args, size), load_confusions(out)
+                if doc.setdefault("val_images", names) != names:
+                    raise BenchError(f"{row} seed {seed}: scored other val images than the table's; use a new --tag")
+                confusions[confusion_key(row, seed)] = np.asarray(matrices, dtype=np.int64)
+                doc["runs"] = [r for r in doc["runs"] if not (r["row"] == row and r["seed"] == seed)] + [result]
+                finish(doc, out, confusions)
             print(f"{row:<28} seed {seed}  mIoU {result['val_miou']:.3f}  ({result['seconds']} s)", flush=True)
-    finish(doc, out, confusions)
+    with locked(out):
+        doc, confusions = load_doc(out.with_suffix(".json"), args, size), load_confusions(out)
+        finish(doc, out, confusions)
     print(markdown(doc))
+
+
+@contextmanager
+def locked(out: Path):
+    """Read-modify-write of a table under a file lock (``--rows`` split over two processes)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":
