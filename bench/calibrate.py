@@ -30,17 +30,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fcntl
 import json
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from workbench import checkpoint as ckpt
 from workbench.data.dataset import median_frequency_weights
 from workbench.engine import TrainConfig, make_datasets, train
-from workbench.io import atomic_write_text
+from workbench.io import atomic_write_text, file_lock
 from workbench.methods import supervised
 
 REGIMES = {  # encoder, its weights, image size per dataset (Lite0 wants sides divisible by 32)
@@ -119,18 +117,6 @@ def last_quarter_change(run: dict) -> float:
     """How much the per-epoch tune curve moved over the last quarter of its schedule (max - min)."""
     tail = run["curve"][-max(2, len(run["curve"]) // 4) :]
     return max(tail) - min(tail)
-
-
-@contextmanager
-def locked(path: Path):
-    """Two calibration processes write one JSON: read-modify-write under a file lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load(path: Path, args) -> dict:
@@ -268,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"bench/results/calibration_{args.dataset}_{args.regime}.json")
     for setup in setups:
         for epochs in sorted(int(b) for b in args.budgets.split(",")):
-            with locked(out):
+            with file_lock(out):
                 done = any(
                     r["setup"] == setup and r["epochs"] == epochs and r["seed"] == args.seed
                     for r in load(out, args)["runs"]
@@ -277,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"calibration: {setup} {epochs} epochs", file=sys.stderr)
             result = run_one(args, setup, epochs)
-            with locked(out):
+            with file_lock(out):
                 doc = load(out, args)
                 doc["runs"].append(result)
                 write(doc, out)
-    with locked(out):  # the tables again, also when every run was already measured
+    with file_lock(out):  # the tables again, also when every run was already measured
         write(load(out, args), out)
     return 0
 

@@ -25,18 +25,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fcntl
 import json
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from workbench.data.dataset import median_frequency_weights
 from workbench.engine import TrainConfig, make_datasets, train
-from workbench.io import atomic_path, atomic_write_text
+from workbench.io import atomic_path, atomic_write_text, file_lock
 from workbench.methods import METHODS
 from workbench.metrics import bootstrap_paired_difference
 
@@ -379,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             result = run_one(row, seed, args, size)
             names, matrices = result.pop("image_names"), result.pop("image_confusions")
-            with locked(out):  # two processes may fill one table: re-read what the other one added
+            with file_lock(out):  # two processes may fill one table: re-read what the other one added
                 doc, confusions = load_doc(out.with_suffix(".json"), args, size), load_confusions(out)
                 if doc.setdefault("val_images", names) != names:
                     raise BenchError(f"{row} seed {seed}: scored other val images than the table's; use a new --tag")
@@ -387,22 +385,10 @@ def main(argv: list[str] | None = None) -> None:
                 doc["runs"] = [r for r in doc["runs"] if not (r["row"] == row and r["seed"] == seed)] + [result]
                 finish(doc, out, confusions)
             print(f"{row:<28} seed {seed}  mIoU {result['val_miou']:.3f}  ({result['seconds']} s)", flush=True)
-    with locked(out):
+    with file_lock(out):
         doc, confusions = load_doc(out.with_suffix(".json"), args, size), load_confusions(out)
         finish(doc, out, confusions)
     print(markdown(doc))
-
-
-@contextmanager
-def locked(out: Path):
-    """Read-modify-write of a table under a file lock (``--rows`` split over two processes)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,19 @@ def weakshot_root(tmp_path_factory) -> Path:
         tmp_path_factory.mktemp("data") / "synthetic-weakshot",
         SyntheticConfig(height=32, width=32, train=16, val=4, weak_shot=True),
     )
+
+
+# Folders the workbench never made, for the tests that check that no writer replaces them.
+def user_folder(root: Path) -> Path:
+    (root / "notes").mkdir(parents=True)
+    (root / "thesis.tex").write_text("three years of work")
+    (root / "notes" / "ideas.md").write_text("# ideas")
+    return root
+
+
+def run_like_folder(root: Path) -> Path:
+    (root / "checkpoint").mkdir(parents=True)
+    (root / "checkpoint" / "model.safetensors").write_bytes(b"weights")
+    (root / "config.json").write_text('{"method": "partial_ce"}')
+    (root / "report.md").write_text("# mIoU 0.61")
+    return root

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_like_folder, user_folder
 from PIL import Image
 
 from workbench import cli
@@ -287,21 +288,6 @@ def test_demo_point_methods_are_checked_before_training(tmp_path, capsys):
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def user_folder(root: Path) -> Path:
-    (root / "notes").mkdir(parents=True)
-    (root / "thesis.tex").write_text("three years of work")
-    (root / "notes" / "ideas.md").write_text("# ideas")
-    return root
-
-
-def run_like_folder(root: Path) -> Path:
-    (root / "checkpoint").mkdir(parents=True)
-    (root / "checkpoint" / "model.safetensors").write_bytes(b"weights")
-    (root / "config.json").write_text('{"method": "partial_ce"}')
-    (root / "report.md").write_text("# mIoU 0.61")
-    return root
 
 
 def other_dataset(root: Path, synthetic_root: Path) -> Path:

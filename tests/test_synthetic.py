@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_like_folder, user_folder
 
 from workbench.data.folder import list_split, load_dataset_info, read_mask, validate_dataset
 from workbench.data.synthetic import (
@@ -123,21 +124,6 @@ def test_weak_shot_runs_without_data_use_the_weak_shot_set(tmp_path):
 
 
 # ----------------------------------------------------------------------------- what generate may replace
-
-
-def user_folder(root: Path) -> Path:
-    (root / "notes").mkdir(parents=True)
-    (root / "thesis.tex").write_text("three years of work")
-    (root / "notes" / "ideas.md").write_text("# ideas")
-    return root
-
-
-def run_like_folder(root: Path) -> Path:
-    (root / "checkpoint").mkdir(parents=True)
-    (root / "checkpoint" / "model.safetensors").write_bytes(b"weights")
-    (root / "config.json").write_text('{"method": "partial_ce"}')
-    (root / "report.md").write_text("# mIoU 0.61")
-    return root
 
 
 def foreign_dataset(root: Path) -> Path:

@@ -91,3 +91,19 @@ def save_index_png(path: str | Path, mask: np.ndarray, colors: Sequence[Sequence
     img.putpalette(palette_bytes(colors))
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path.lock`` (created beside it): read-modify-write of one results file
+    by several processes (POSIX; elsewhere no lock is taken)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
