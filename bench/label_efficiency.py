@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench import checkpoint as ckpt
 from workbench.data.dataset import median_frequency_weights
 from workbench.engine import TrainConfig, make_datasets, train
 from workbench.io import atomic_path, atomic_write_text, file_lock
@@ -131,8 +132,11 @@ def run_one(row: str, seed: int, args, size: tuple[int, int]) -> dict:
         image_size=size, epochs=row_epochs(row, args), batch_size=args.batch_size, encoder=encoder,
         encoder_weights=weights, seed=seed, eval_every=args.eval_every, limit_train=args.limit_train,
         limit_val=args.limit_val, train_split=args.train_split, val_split=args.val_split,
-        channels_last=args.channels_last, **simulation, overwrite=True,
+        channels_last=args.channels_last, **simulation,
     )  # fmt: skip
+    run_dir = Path(config.out)  # a run stopped mid-way resumes from its last epoch; a finished one is redone
+    resume = (run_dir / ckpt.STATE_FILE).exists() and not (run_dir / "report.json").exists()
+    config = dataclasses.replace(config, resume=resume, overwrite=not resume and run_dir.exists())
     train_ds = make_datasets(method, config)[0]
     cost = train_ds.annotation_cost()
     cost["tags_per_image"] = float(np.mean([train_ds[i]["tags"].sum().item() for i in range(len(train_ds))]))
