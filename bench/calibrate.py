@@ -35,11 +35,13 @@ import sys
 import time
 from pathlib import Path
 
-from workbench import checkpoint as ckpt
 from workbench.data.dataset import median_frequency_weights
-from workbench.engine import TrainConfig, make_datasets, train
 from workbench.io import atomic_write_text, file_lock
 from workbench.methods import supervised
+from workbench.train import checkpoint as ckpt
+from workbench.train.config import TrainConfig
+from workbench.train.data import make_datasets
+from workbench.train.loop import train
 
 REGIMES = {  # encoder, its weights, image size per dataset (Lite0 wants sides divisible by 32)
     "pretrained": ("timm-tf_efficientnet_lite0", "imagenet", {"camvid": (128, 160), "msrc21": (96, 128)}),

@@ -14,9 +14,11 @@ import json
 import time
 from pathlib import Path
 
-from workbench.engine import TrainConfig, make_datasets, train
 from workbench.io import atomic_write_text
 from workbench.methods import partial_ce, supervised
+from workbench.train.config import TrainConfig
+from workbench.train.data import make_datasets
+from workbench.train.loop import train
 
 ROWS = (
     ("supervised", supervised, "dense"),

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +35,12 @@ import holoviews as hv
 import numpy as np
 import torch
 
-from workbench import views
+from workbench.dashboard.retrainer import QuickConfig, leave_a_core
+from workbench.dashboard.session import DashboardSession
 from workbench.data.synthetic import ensure_synthetic
 from workbench.io import atomic_write_text
 from workbench.methods import METHODS
-from workbench.session import DashboardSession, QuickConfig, leave_a_core
+from workbench.viz import views
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MASK_S = 2.0
@@ -146,8 +146,7 @@ def browser_trials(session: DashboardSession, trials: int) -> dict:
     from panel.tests.util import serve_and_wait
     from playwright.sync_api import expect, sync_playwright
 
-    sys.path.insert(0, str(REPO))  # apps/ is a folder of the repository, not an installed package
-    from apps.dashboard import TABS, Dashboard
+    from workbench.dashboard.app import TABS, Dashboard
 
     def until(condition, seconds: float = 120) -> float:
         deadline = time.perf_counter() + seconds

@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from workbench.checkpoint import read_jsonl
 from workbench.io import atomic_write_text
+from workbench.train.checkpoint import read_jsonl
 
 
 def run(procs: int, args, out: Path) -> float:

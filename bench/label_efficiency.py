@@ -32,12 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench import checkpoint as ckpt
 from workbench.data.dataset import median_frequency_weights
-from workbench.engine import TrainConfig, make_datasets, train
 from workbench.io import atomic_path, atomic_write_text, file_lock
 from workbench.methods import METHODS
 from workbench.metrics import bootstrap_paired_difference
+from workbench.train import checkpoint as ckpt
+from workbench.train.config import TrainConfig
+from workbench.train.data import make_datasets
+from workbench.train.loop import train
 
 ROWS = {  # issue 31's converged tables, in this order; an equal-wall-clock control ROW@N sorts after ROW
     "camvid": (

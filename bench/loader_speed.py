@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from workbench.engine import TrainConfig, make_datasets, make_loader, pick_device
 from workbench.io import atomic_write_text
-from workbench.losses import sparse_cross_entropy
 from workbench.methods import partial_ce
-from workbench.models import build_smp
+from workbench.modeling.backbones import build_smp
+from workbench.modeling.losses import sparse_cross_entropy
+from workbench.train.config import TrainConfig, pick_device
+from workbench.train.data import make_datasets, make_loader
 
 
 def loader_images_per_s(loader) -> float:
@@ -65,7 +66,7 @@ def main() -> None:
         )  # fmt: skip
         device = pick_device(config.device)
         dataset = make_datasets(partial_ce, config)[0]
-        loader = make_loader(dataset, config.batch_size, True, config, device)  # as engine.train: one per run
+        loader = make_loader(dataset, config.batch_size, True, config, device)  # as train.loop.train: one per run
         cold = loader_images_per_s(loader)
         warm = loader_images_per_s(loader)
         rows.append({"num_workers": workers, "cold_images_per_s": cold, "warm_images_per_s": warm})

@@ -2,7 +2,7 @@
 
 Same model (smp Unet-resnet18), batch, optimizer and images, measured side by side in one
 run and interleaved (bare, workbench, bare, workbench, ...) so machine load affects both
-alike. The workbench side is ``engine.train`` itself (data pipeline with flips, logging,
+alike. The workbench side is ``loop.train`` itself (data pipeline with flips, logging,
 per-epoch checkpoints); its images/s comes from its own metrics.jsonl, so only the training
 epochs are timed (the final evaluation is not). Target ratio >= 0.95 on CPU::
 
@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from workbench.checkpoint import read_jsonl
-from workbench.engine import TrainConfig, make_datasets, pick_device, train
 from workbench.io import atomic_write_text
 from workbench.methods import supervised
-from workbench.models import build_smp
+from workbench.modeling.backbones import build_smp
+from workbench.train.checkpoint import read_jsonl
+from workbench.train.config import TrainConfig, pick_device
+from workbench.train.data import make_datasets
+from workbench.train.loop import train
 
 
 def bare_loop_images_per_s(
@@ -55,7 +57,7 @@ def bare_loop_images_per_s(
 
 
 def workbench_images_per_s(config: TrainConfig, epochs: int = 2) -> float:
-    """Run engine.train for ``epochs`` and read the last epoch's images/s from its metrics."""
+    """Run train.loop.train for ``epochs`` and read the last epoch's images/s from its metrics."""
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(**{**config.__dict__, "out": out, "epochs": epochs, "limit_val": config.batch_size})
         train(supervised, supervised.Config(), cfg)

@@ -247,7 +247,7 @@ def _cam_tags_ignored():
 
 
 def _pce_targets_permuted():
-    from workbench import losses as m
+    from workbench.modeling import losses as m
 
     def make(orig):
         def sparse_cross_entropy(logits, label, *a, **k):
@@ -259,16 +259,16 @@ def _pce_targets_permuted():
 
 
 def _crf_sign():
-    from workbench import losses as m
+    from workbench.modeling import losses as m
 
     replace_everywhere(m, "crf_loss", lambda orig: lambda *a, **k: -orig(*a, **k))
 
 
-SS = "tests/test_method_single_stage.py::"
-SP = "tests/test_method_spml.py::"
-WS = "tests/test_weakshot_key_terms.py::"
-CAM = "tests/test_method_cam.py::"
-CRF = "tests/test_crf_loss.py::"
+SS = "tests/methods/test_single_stage.py::"
+SP = "tests/methods/test_spml.py::"
+WS = "tests/methods/test_weak_shot_key_terms.py::"
+CAM = "tests/methods/test_cam.py::"
+CRF = "tests/modeling/test_losses_crf.py::"
 
 MUTATIONS: list[Mutation] = [
     Mutation("ss_pseudo_shifted", "single_stage", "permuted targets",
@@ -307,7 +307,7 @@ MUTATIONS: list[Mutation] = [
              (WS + "test_simformer_distillation_pulls_the_student_towards_the_teacher",), _sf_teacher_inverted),
     Mutation("sf_truth_teacher_mirrored", "simformer", "permuted targets",
              "ground-truth teacher (bench ceiling) read from every second image's mirrored label map",
-             ("tests/test_method_simformer.py::test_ground_truth_teacher_rewards_novel_scores_that_follow_the_true_classes",),
+             ("tests/methods/test_simformer.py::test_ground_truth_teacher_rewards_novel_scores_that_follow_the_true_classes",),
              _sf_truth_teacher_mirrored),
     Mutation("sf_class_targets_permuted", "simformer", "permuted targets",
              "matched class targets permuted (a target's class no longer goes with its mask)",
@@ -318,7 +318,7 @@ MUTATIONS: list[Mutation] = [
              _sf_complementary_inverted),
     Mutation("sf_absent_tags_inverted", "simformer", "inverted target",
              "absent-tag term on the tagged novel classes instead of the absent ones",
-             ("tests/test_method_simformer.py::test_absent_class_loss_punishes_only_novel_classes_the_tags_rule_out",),
+             ("tests/methods/test_simformer.py::test_absent_class_loss_punishes_only_novel_classes_the_tags_rule_out",),
              _sf_absent_tags_inverted),
     Mutation("tr_disc_labels_swapped", "transfer", "permuted targets", "discriminator real/fake labels swapped",
              (WS + "test_transfer_discriminator_learns_to_tell_real_label_maps_from_predictions",),
@@ -330,7 +330,7 @@ MUTATIONS: list[Mutation] = [
              (CAM + "test_fast_cam_matches_an_explicit_computation_and_normalised_gradcam",), _cam_tags_ignored),
     Mutation("pce_targets_permuted", "partial_ce (shared)", "permuted targets",
              "sparse cross-entropy targets shifted to the next class",
-             ("tests/test_methods_contract.py::test_partial_ce_is_the_mean_over_labelled_pixels",),
+             ("tests/methods/test_contract.py::test_partial_ce_is_the_mean_over_labelled_pixels",),
              _pce_targets_permuted),
     Mutation("crf_sign", "CRF loss (shared)", "sign flip", "dense CRF loss negated",
              (CRF + "test_edge_aligned_prediction_costs_less_than_edge_crossing",

@@ -10,26 +10,28 @@ The ground-truth rows see novel labels and are a ceiling of the pixel-pixel path
 Settings: the paper's weights (``dist_weight=0.5``), and ``dist_weight=2`` with the absent-tag
 term (``absent_weight=1``, ours). Results: ``bench/results/simformer_teacher_ceiling.{json,md}``::
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/simformer_teacher_ceiling.py --variants learned_paper,truth_paper
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/simformer_teacher_ceiling.py --variants learned_strong,truth_strong
-    .venv/bin/python bench/simformer_teacher_ceiling.py --variants learned_paper   # reads every finished run back
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m bench.simformer_teacher_ceiling --variants learned_paper,truth_paper
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m bench.simformer_teacher_ceiling --variants learned_strong,truth_strong
+    .venv/bin/python -m bench.simformer_teacher_ceiling --variants learned_paper   # reads every finished run back
+
+The ground-truth teacher is a variant passed in, not a patch: :func:`truth_teacher` is SimFormer's
+module with its ``training_step`` handing the batch's ground truth to the distillation, trained on
+a dataset whose batches carry that ground truth (``train(..., datasets=...)``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
+import types
 from pathlib import Path
-from unittest import mock
 
-from weak_shot import DATASETS, SYNTHETIC, row_method_config, run_training, train_config
-
-from workbench import engine
+from bench.weak_shot import DATASETS, SYNTHETIC, row_method_config, run_training, train_config
 from workbench.data.synthetic import WEAK_SHOT_PROTOCOL, ensure_synthetic
 from workbench.io import atomic_write_text
 from workbench.methods import simformer
+from workbench.train import make_datasets
 
 PAPER = simformer.Config()  # the defaults the variants change
 STRONG = {"dist_weight": 2.0, "absent_weight": 1.0}
@@ -40,24 +42,19 @@ VARIANTS = {  # name: (SimFormer settings over the bench's, teacher is the groun
     "truth_strong": (STRONG, True),
 }
 
-ORIGINAL = (simformer.training_step, simformer.distillation_loss, engine.make_datasets)  # before any patch
+
+def truth_teacher() -> types.SimpleNamespace:
+    """SimFormer with the ground-truth same-class relation as its distillation teacher (sees novel labels)."""
+    variant = types.SimpleNamespace(**vars(simformer))  # the same contract, hooks and name
+    variant.training_step = lambda model, batch, config: simformer.training_step(model, batch, config, batch["mask"])
+    return variant
 
 
-def ground_truth_teacher():
-    """Patches under which training batches carry the ground truth and distillation uses it as teacher."""
-    step, distill, make_both = ORIGINAL
-
-    def make_datasets(method, config):
-        train_ds, val_ds = make_both(method, config)
-        train_ds.include_gt = True  # batches gain "mask": read by the teacher below, by nothing else
-        return train_ds, val_ds
-
-    def training_step(model, batch, config):
-        with mock.patch.object(simformer, "distillation_loss", functools.partial(distill, truth=batch["mask"])):
-            return step(model, batch, config)
-
-    return [mock.patch.object(engine, "make_datasets", make_datasets),
-            mock.patch.object(simformer, "training_step", training_step)]  # fmt: skip
+def datasets_with_truth(method, config) -> tuple:
+    """The run's datasets, with the training batches carrying ``mask`` (read only by the teacher above)."""
+    train_ds, val_ds = make_datasets(method, config)
+    train_ds.include_gt = True
+    return train_ds, val_ds
 
 
 def run_variant(name: str, data: Path, runs: Path) -> dict:
@@ -65,14 +62,9 @@ def run_variant(name: str, data: Path, runs: Path) -> dict:
     budget = DATASETS["synthetic"]
     method_config = dataclasses.replace(row_method_config("simformer", "synthetic", "scratch"), **settings)
     config = train_config(budget, "scratch", data, runs / name, WEAK_SHOT_PROTOCOL)
-    patches = ground_truth_teacher() if truth else []
-    for p in patches:
-        p.start()
-    try:
-        summary, seconds = run_training(simformer, method_config, config)
-    finally:
-        for p in patches:
-            p.stop()
+    method = truth_teacher() if truth else simformer
+    datasets = datasets_with_truth(method, config) if truth else None
+    summary, seconds = run_training(method, method_config, config, datasets)
     return {"variant": name, "teacher": "ground truth" if truth else "SimNet", **settings,
             "base_miou": summary["base_miou"], "novel_miou": summary["novel_miou"], "seconds": seconds}  # fmt: skip
 

@@ -31,9 +31,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from workbench.engine import TrainConfig, _to_device, build_model, evaluate, make_datasets, make_loader
 from workbench.io import atomic_write_text
 from workbench.methods import METHODS
+from workbench.train.config import TrainConfig
+from workbench.train.data import make_datasets, make_loader, to_device
+from workbench.train.evaluation import evaluate
+from workbench.train.loop import build_model
 
 ROWS = {  # row -> (method, supervision, method Config overrides)
     "supervised/dense": ("supervised", "dense", {}),
@@ -101,7 +104,7 @@ def profile_row(args, row: str, layout: str, threads: int) -> dict:
         model = model.to(memory_format=torch.channels_last)
     model.train()
     batches = [
-        _to_device(b, torch.device("cpu"), config.channels_last)
+        to_device(b, torch.device("cpu"), config.channels_last)
         for b in make_loader(train_ds, 8, False, config, torch.device("cpu"))
     ]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -51,14 +51,17 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import default_collate
 
-from workbench.checkpoint import read_run_config
 from workbench.data.folder import list_split, load_dataset_info, read_mask
 from workbench.data.synthetic import WEAK_SHOT_PROTOCOL, SyntheticConfig, ensure_synthetic
-from workbench.engine import TrainConfig, load_run, make_datasets, train
 from workbench.io import atomic_write_text
+from workbench.labels.splits import ClassSplit, identifiability, random_protocols
 from workbench.methods import simformer, supervised, transfer
 from workbench.metrics import summarize
-from workbench.splits import ClassSplit, identifiability, random_protocols
+from workbench.train.checkpoint import read_run_config
+from workbench.train.config import TrainConfig
+from workbench.train.data import make_datasets
+from workbench.train.loop import train
+from workbench.train.runs import load_run
 
 SYNTHETIC = SyntheticConfig(weak_shot=True)  # 64x64, 256 train / 64 val
 DATASETS = {  # one fixed budget per dataset; splits: the protocols every row runs on
@@ -132,12 +135,12 @@ def finished(config: TrainConfig, method_config) -> dict | None:
     return json.loads((run / "report.json").read_text()) if same_run else None
 
 
-def run_training(method, method_config, config: TrainConfig) -> tuple[dict, float | None]:
-    """Train (or read back) one run: its summary and training seconds."""
+def run_training(method, method_config, config: TrainConfig, datasets=None) -> tuple[dict, float | None]:
+    """Train (or read back) one run: its summary and training seconds (``datasets``: see ``train``)."""
     summary, timing = finished(config, method_config), Path(config.out) / "timing.json"
     if summary is None:
         t0 = time.perf_counter()
-        summary = train(method, method_config, config)
+        summary = train(method, method_config, config, datasets=datasets)
         atomic_write_text(timing, json.dumps({"seconds": round(time.perf_counter() - t0, 1)}))
     return summary, (json.loads(timing.read_text())["seconds"] if timing.is_file() else None)
 

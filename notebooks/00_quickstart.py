@@ -44,15 +44,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench import bench_results, plots, views
-from workbench.checkpoint import read_jsonl
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
-from workbench.engine import TrainConfig, load_run, make_datasets, predict_image, train
+from workbench.inference import predict_image
+from workbench.labels.weak_labels import IGNORE, UNLABELED, SimulationConfig, rasterize, simulate
 from workbench.methods import partial_ce, supervised
 from workbench.metrics import format_summary
-from workbench.offline_panel import offline_extension
-from workbench.weak_labels import IGNORE, UNLABELED, SimulationConfig, rasterize, simulate
+from workbench.train import TrainConfig, load_run, make_datasets, train
+from workbench.train.checkpoint import read_jsonl
+from workbench.viz import bench_results, plots, views
+from workbench.viz.offline_panel import offline_extension
 
 offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 

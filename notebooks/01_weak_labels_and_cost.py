@@ -38,13 +38,9 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from workbench import bench_results, plots
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
-from workbench.engine import TrainConfig, make_datasets, train
-from workbench.methods import cam, partial_ce, supervised
-from workbench.offline_panel import offline_extension
-from workbench.weak_labels import (
+from workbench.labels.weak_labels import (
     SimulationConfig,
     WeakLabelSet,
     load_weak_labels,
@@ -52,6 +48,10 @@ from workbench.weak_labels import (
     save_weak_labels,
     simulate,
 )
+from workbench.methods import cam, partial_ce, supervised
+from workbench.train import TrainConfig, make_datasets, train
+from workbench.viz import bench_results, plots
+from workbench.viz.offline_panel import offline_extension
 
 offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 
@@ -68,7 +68,7 @@ colors = np.asarray(info.colors, dtype=np.uint8)
 # %% [markdown]
 # ## 1. Four kinds of weak label
 #
-# All four are plain frozen dataclasses in `workbench.weak_labels`, in floating-point pixel
+# All four are plain frozen dataclasses in `workbench.labels.weak_labels`, in floating-point pixel
 # coordinates of their image:
 #
 # | kind | type | simulated from a dense mask as |

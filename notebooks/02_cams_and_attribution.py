@@ -36,14 +36,14 @@ import pandas as pd
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients
 
-from workbench import bench_results, plots, views
 from workbench.data.dataset import normalize_image
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
-from workbench.engine import TrainConfig, load_run, train
+from workbench.labels.weak_labels import SimulationConfig, rasterize, simulate
 from workbench.methods import cam, single_stage
-from workbench.offline_panel import offline_extension
-from workbench.weak_labels import SimulationConfig, rasterize, simulate
+from workbench.train import TrainConfig, load_run, train
+from workbench.viz import bench_results, plots, views
+from workbench.viz.offline_panel import offline_extension
 
 offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 

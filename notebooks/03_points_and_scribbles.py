@@ -37,14 +37,15 @@ import pandas as pd
 from IPython.display import display
 from skimage.color import label2rgb
 
-from workbench import bench_results, plots, views
 from workbench.data.dataset import normalize_image
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
-from workbench.engine import TrainConfig, load_run, predict_image, train
+from workbench.inference import predict_image
+from workbench.labels.weak_labels import SimulationConfig, rasterize, simulate
 from workbench.methods import partial_ce, single_stage, spml
-from workbench.offline_panel import offline_extension
-from workbench.weak_labels import SimulationConfig, rasterize, simulate
+from workbench.train import TrainConfig, load_run, train
+from workbench.viz import bench_results, plots, views
+from workbench.viz.offline_panel import offline_extension
 
 offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 

@@ -41,15 +41,16 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from workbench import bench_results, plots, views
 from workbench.data.dataset import normalize_image
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
 from workbench.data.synthetic import STUFF, ensure_sized_synthetic
-from workbench.engine import TrainConfig, load_run, method_config_from_json, train
+from workbench.labels.splits import ClassSplit
+from workbench.labels.weak_labels import UNLABELED
 from workbench.methods import simformer, supervised, transfer
-from workbench.offline_panel import offline_extension
-from workbench.splits import ClassSplit
-from workbench.weak_labels import UNLABELED
+from workbench.train import TrainConfig, train
+from workbench.train.runs import load_run, method_config_from_json
+from workbench.viz import bench_results, plots, views
+from workbench.viz.offline_panel import offline_extension
 
 offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 

@@ -1,15 +1,15 @@
 # %% [markdown]
 # # 05 · The dashboard, cell by cell
 #
-# The dashboard (`apps/dashboard.py`) is three layers, and each works on its own in a notebook:
+# The dashboard (`workbench/dashboard/`, served by `apps/dashboard.py`) is three layers, and each works on its own in a notebook:
 #
-# * `workbench.session.DashboardSession`: the state (dataset, annotation store, model, background
+# * `workbench.dashboard.session.DashboardSession`: the state (dataset, annotation store, model, background
 #   trainer). Every edit is stored in SQLite at once; every model output is a method call. It is one
 #   view's state (image, class, brush, overlay, undo) over three parts you can also use alone:
 #   `session.workspace` (images and annotations), `session.outputs` (the model's outputs, cached per
 #   model version and image) and `session.retrainer` (retrain jobs, model versions, the val gate).
-# * `workbench.views`: pure functions from arrays to HoloViews figures.
-# * `apps.dashboard`: the Panel layout that wires them to widgets and drawing tools.
+# * `workbench.viz.views`: pure functions from arrays to HoloViews figures.
+# * `workbench.dashboard.app`: the Panel layout that wires them to widgets and drawing tools.
 #
 # This notebook drives the session from code (so it runs top to bottom without a mouse), shows each
 # view, retrains **in place** on the new annotations, and ends with the whole app in a cell. In
@@ -20,29 +20,21 @@ SCALE = "tiny"  # "tiny": ~30 s of CPU time; "full": 64x64 scenes, 256 images, 1
 WORKDIR = "runs/tutorials"  # the synthetic data, the run and the annotation store of this notebook go here
 
 # %%
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-import workbench
-from workbench import plots, views
+from workbench.dashboard.app import Dashboard
+from workbench.dashboard.canvas import AnnotationCanvas
+from workbench.dashboard.retrainer import FullConfig, QuickConfig
+from workbench.dashboard.session import DashboardSession
 from workbench.data.synthetic import ensure_sized_synthetic
-from workbench.engine import TrainConfig, train
+from workbench.labels.weak_labels import SimulationConfig, simulate
 from workbench.methods import partial_ce
-from workbench.offline_panel import offline_extension
-from workbench.session import DashboardSession, FullConfig, QuickConfig
-from workbench.weak_labels import SimulationConfig, simulate
+from workbench.train import TrainConfig, train
+from workbench.viz import plots, views
+from workbench.viz.offline_panel import offline_extension
 
 offline_extension("tabulator")  # pn.extension + hv.extension("bokeh") that render with no internet
-
-REPO = Path(workbench.__file__).resolve().parents[1]  # apps/ lives in the repository, beside workbench/
-sys.path.insert(0, str(REPO))
-try:
-    from apps.annotation_canvas import AnnotationCanvas
-    from apps.dashboard import Dashboard
-except ImportError as err:  # e.g. workbench installed from a wheel, without the repository's apps/
-    AnnotationCanvas = Dashboard = None
-    print(f"apps.dashboard is not importable ({err}); the cells that show the app are skipped")
 
 SIZES = {
     "tiny": {"side": 48, "train": 48, "val": 16, "epochs": 6, "batch_size": 8},
@@ -151,7 +143,7 @@ plots.mask_panels(
 )
 
 # %% [markdown]
-# **Full** runs the method's own training (`engine.train`) over every annotation in the store,
+# **Full** runs the method's own training (`workbench.train.loop.train`) over every annotation in the store,
 # exported as a weak-label JSON file, starting from the current weights. It writes an ordinary run
 # directory beside the others, so the comparison tab can put it next to the original run.
 
@@ -173,18 +165,14 @@ views.iou_bars(session.evaluate(), "after full retrain") + views.training_curves
 # ```
 
 # %%
-if Dashboard is None:
-    print("skipped: apps.dashboard is not importable here (run from a clone of the repository)")
-    app = None
-else:
-    app = Dashboard(session)
+app = Dashboard(session)
 app
 
 # %% [markdown]
 # Just the annotation canvas (the image, the overlay, a PointDraw and a FreehandDraw layer):
 
 # %%
-AnnotationCanvas(session).plot if AnnotationCanvas is not None else print("skipped: apps.dashboard not importable")
+AnnotationCanvas(session).plot
 
 # %% [markdown]
 # Annotations leave the store as a weak-label JSON file (what `TrainConfig(weak_labels=...)` and

@@ -42,14 +42,16 @@ from PIL import Image
 from skimage.draw import disk
 
 import workbench
-from workbench import bench_results, plots, views
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask, validate_dataset
-from workbench.engine import TrainConfig, load_run, pick_device, predict_image, train
+from workbench.inference import predict_image
 from workbench.io import save_index_png
+from workbench.labels.splits import ClassSplit
+from workbench.labels.weak_labels import SimulationConfig, simulate
 from workbench.methods import partial_ce, supervised
-from workbench.offline_panel import offline_extension
-from workbench.splits import ClassSplit
-from workbench.weak_labels import SimulationConfig, simulate
+from workbench.train import load_run, train
+from workbench.train.config import TrainConfig, pick_device
+from workbench.viz import bench_results, plots, views
+from workbench.viz.offline_panel import offline_extension
 
 offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 

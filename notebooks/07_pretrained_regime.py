@@ -44,13 +44,14 @@ import pandas as pd
 from IPython.display import display
 
 import workbench
-from workbench import bench_results, plots
-from workbench.checkpoint import read_jsonl
 from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
 from workbench.data.synthetic import ensure_sized_synthetic
-from workbench.engine import TrainConfig, load_run, make_datasets, predict_image, train
+from workbench.inference import predict_image
 from workbench.methods import partial_ce, supervised
-from workbench.offline_panel import offline_extension
+from workbench.train import TrainConfig, load_run, make_datasets, train
+from workbench.train.checkpoint import read_jsonl
+from workbench.viz import bench_results, plots
+from workbench.viz.offline_panel import offline_extension
 
 offline_extension()  # hv.extension("bokeh") with BokehJS inline: renders with no internet
 

@@ -1,4 +1,17 @@
-"""Shared fixtures: a tiny synthetic dataset, a quick training config, real datasets when present."""
+"""Shared fixtures: a tiny synthetic dataset, a quick training config, real datasets when present.
+
+Bad-input tests sit beside the module they guard (shared helpers in tests/bad_inputs.py):
+- tests/data/test_folder_bad_inputs.py: images, masks, dataset.json, FIFOs, non-UTF-8 names, image bombs
+- tests/labels/test_splits_bad_inputs.py: unknown weak-shot protocols and class names
+- tests/labels/test_weak_labels_bad_inputs.py: weak-label geometry, classes and JSON
+- tests/train/test_config_bad_inputs.py: TrainConfig and method Config values
+- tests/train/test_runs_bad_inputs.py: checkpoints, config.json, run locks, --overwrite, --resume
+- tests/train/test_loop_bad_inputs.py: non-finite losses, offline weights, unmatched weak labels
+- tests/annotations/test_store_bad_inputs.py: what the dashboard may send the annotation store
+- tests/test_io_bad_inputs.py: atomic writes and stale temp files
+- tests/dashboard/test_security.py: bind address, UI paths, uploads
+- tests/test_cli_bad_inputs.py: one-line CLI errors, exit status 2, --debug
+"""
 
 from __future__ import annotations
 
@@ -11,7 +24,10 @@ import pytest
 import torch
 
 from workbench.data.synthetic import SyntheticConfig, generate
-from workbench.engine import TrainConfig
+from workbench.methods import partial_ce
+from workbench.train.checkpoint import MODEL_FILE
+from workbench.train.config import TrainConfig
+from workbench.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 # WEAKSEG_DATASETS points a git worktree (whose parent has no shared/) at the datasets
@@ -35,6 +51,31 @@ def module_dir(tmp_path_factory, request) -> Iterator[Path]:
     path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def dataset(synthetic_root, tmp_path) -> Path:
+    """A private copy of the tiny synthetic dataset to break."""
+    return Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_root, module_dir) -> Path:
+    """A partial_ce run of one epoch on 4 images, trained once per test module."""
+    out = module_dir / "run"
+    config = TrainConfig(data=str(synthetic_root), out=str(out), epochs=1, batch_size=4, limit_train=4, limit_val=2)
+    train(partial_ce, partial_ce.Config(), config)
+    return out
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    """The run's config and weights (the optimizer state is large and no test using it needs the real one)."""
+    run = tmp_path / "run"
+    (run / MODEL_FILE).parent.mkdir(parents=True)
+    shutil.copy(trained_run / "config.json", run / "config.json")
+    shutil.copy(trained_run / MODEL_FILE, run / MODEL_FILE)
+    return run
 
 
 @pytest.fixture

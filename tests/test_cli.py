@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_like_folder, user_folder
 from PIL import Image
 
+from tests.conftest import run_like_folder, user_folder
 from workbench import cli
-from workbench.annotations import AnnotationStore
+from workbench.annotations.interchange import export_labels
+from workbench.annotations.store import AnnotationStore
 from workbench.data.folder import list_split, load_dataset_info, read_mask, validate_dataset
-from workbench.engine import TrainConfig
-from workbench.interchange import export_labels
+from workbench.labels.weak_labels import Point, SimulationConfig, WeakLabels, WeakLabelSet, load_weak_labels, simulate
 from workbench.methods import METHODS
 from workbench.ownership import MARKER
-from workbench.weak_labels import Point, SimulationConfig, WeakLabels, WeakLabelSet, load_weak_labels, simulate
+from workbench.train.config import TrainConfig
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -83,7 +83,7 @@ def captured_train(monkeypatch):
         calls.append((method, method_config, config))
         return {"per_class_iou": {"a": 0.5}, "miou": 0.5, "pixel_acc": 0.9}
 
-    monkeypatch.setattr("workbench.engine.train", fake_train)
+    monkeypatch.setattr("workbench.train.loop.train", fake_train)
     return calls
 
 
@@ -123,12 +123,12 @@ def test_the_debug_flag_is_accepted_anywhere(captured_train, capsys):
 
 
 def test_a_training_error_exits_1_in_one_line(monkeypatch, capsys):
-    from workbench.engine import TrainingError
+    from workbench.train.config import TrainingError
 
     def failing_train(method, method_config, config):
         raise TrainingError("the training loss became NaN or infinite at step 7 (epoch 1); likely cause: lr")
 
-    monkeypatch.setattr("workbench.engine.train", failing_train)
+    monkeypatch.setattr("workbench.train.loop.train", failing_train)
     code, _, err = run(["train", "--method", "supervised"], capsys)
     assert code == 1 and err.splitlines()[-1].startswith("error: the training loss became NaN")
 
@@ -394,7 +394,7 @@ def test_outputs_beside_dataset_json_stay_allowed(data_copy, store, capsys):
     weak = data_copy / "weak.json"
     assert run(["simulate", "--data", data_copy, "--kind", "points", "--out", weak], capsys)[0] == 0
     in_root = data_copy / "annotations.sqlite"
-    assert run(["annotations", "import", "--store", in_root, "--json", weak], capsys)[0] == 0
+    assert run(["annotations", "import", "--store", in_root, "--json", weak, "--data", data_copy], capsys)[0] == 0
     argv = [*EXPORT, "--out", data_copy / "exported", "--json", data_copy / "exported.json"]
     argv = [str(a).replace("{store}", str(in_root)).replace("{data}", str(data_copy)) for a in argv]
     assert run(argv, capsys)[0] == 0 and (data_copy / "exported" / "train_0000.png").is_file()

@@ -8,7 +8,7 @@ import pytest
 
 from workbench.cli import UsageError, coerce
 from workbench.configs import field_type
-from workbench.engine import ConfigError, TrainConfig, check_numbers
+from workbench.train.config import ConfigError, TrainConfig, check_numbers
 
 
 @pytest.mark.parametrize(

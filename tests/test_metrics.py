@@ -11,7 +11,7 @@ import torch
 
 from workbench.data.dataset import SegmentationDataset
 from workbench.data.folder import load_dataset_info
-from workbench.engine import evaluate
+from workbench.labels.weak_labels import IGNORE, UNLABELED
 from workbench.metrics import (
     bootstrap_paired_difference,
     confusion_matrix,
@@ -21,7 +21,7 @@ from workbench.metrics import (
     miou_of,
     summarize,
 )
-from workbench.weak_labels import IGNORE, UNLABELED
+from workbench.train.evaluation import evaluate
 
 # A 2x4 image with 3 classes. Rows of the confusion matrix are ground truth, columns predictions.
 TARGET = torch.tensor([[0, 0, 1, 1], [2, 2, 1, 0]])

@@ -58,7 +58,7 @@ get_ipython().events.register(
 # Injected last: render every HoloViews figure shown and fail on what a reader would see as broken.
 CHECK_FIGURES = """
 import holoviews as _hv
-from workbench.plots import page_problems as _page_problems
+from workbench.viz.plots import page_problems as _page_problems
 _weakseg_figures = [o for o in _weakseg_shown if isinstance(o, _hv.core.dimension.Dimensioned)]
 _weakseg_problems = []
 for _i, _o in enumerate(_weakseg_figures):

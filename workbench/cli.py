@@ -1,6 +1,6 @@
 """Command line: ``python -m workbench {demo,train,eval,predict,simulate,data,annotations} --help``.
 
-Any field of :class:`workbench.engine.TrainConfig` or of the method's ``Config`` can be set
+Any field of :class:`workbench.train.config.TrainConfig` or of the method's ``Config`` can be set
 on ``train`` as ``--key=value`` (e.g. ``--epochs=40 --image_size=120,160 --label_smoothing=0.1``).
 
 The workbench's own errors (bad data, settings, checkpoints) print one line and exit 2 (a
@@ -107,9 +107,10 @@ def describe_config(obj) -> str:
 
 
 def cmd_train(args, extra: list[str]) -> int:
-    from workbench import dist
-    from workbench.engine import TrainConfig, train
     from workbench.metrics import format_summary
+    from workbench.train import dist
+    from workbench.train.config import TrainConfig
+    from workbench.train.loop import train
 
     method = METHODS[args.method]
     overrides = split_overrides(extra)
@@ -142,7 +143,7 @@ MEDIAN_FREQUENCY = "median_frequency"  # --class_weights=median_frequency: compu
 def with_median_frequency_weights(method, method_config, config):
     """``method_config`` with median-frequency class weights of the run's training labels (written to config.json)."""
     from workbench.data.dataset import median_frequency_weights
-    from workbench.engine import make_datasets
+    from workbench.train.data import make_datasets
 
     if "class_weights" not in {f.name for f in dataclasses.fields(method_config)}:
         raise UsageError(
@@ -170,8 +171,9 @@ def cmd_demo(args, extra: list[str]) -> int:
 
 def cmd_eval(args, extra: list[str]) -> int:
     from workbench.data.folder import load_dataset_info
-    from workbench.engine import evaluate_run, write_report
     from workbench.metrics import format_summary
+    from workbench.train.evaluation import evaluate_run
+    from workbench.train.runs import write_report
 
     if args.out is not None:
         _writable_folder(args.out, "--out")
@@ -186,7 +188,7 @@ def cmd_eval(args, extra: list[str]) -> int:
 
 def cmd_predict(args, extra: list[str]) -> int:
     from workbench.data.folder import load_dataset_info
-    from workbench.engine import predict_files, predict_split
+    from workbench.train.evaluation import predict_files, predict_split
 
     _writable_folder(args.out, "--out")
     check_output(args.out, "--out", dataset=load_dataset_info(args.data) if args.data else None, folder=True)
@@ -216,7 +218,7 @@ def parse_image_size(text: str) -> tuple[int, int]:
 def cmd_simulate(args, extra: list[str]) -> int:
     from workbench.data.dataset import parse_supervision, simulate_at_size
     from workbench.data.folder import list_split, load_dataset_info, read_mask
-    from workbench.weak_labels import SimulationConfig, WeakLabelSet, save_weak_labels, simulate
+    from workbench.labels.weak_labels import SimulationConfig, WeakLabelSet, save_weak_labels, simulate
 
     _writable_file(args.out, "--out", "weak-label JSON file")
     info = load_dataset_info(args.data)
@@ -283,7 +285,7 @@ def cmd_protocols(args) -> int:
     import json
 
     from workbench.data.folder import list_split, load_dataset_info, read_mask
-    from workbench.splits import ClassSplit, all_protocols, identifiability
+    from workbench.labels.splits import ClassSplit, all_protocols, identifiability
 
     info = load_dataset_info(args.path)
     names = [args.protocol] if args.protocol else all_protocols(info.protocols)
@@ -300,43 +302,13 @@ def cmd_protocols(args) -> int:
 
 
 def cmd_annotations(args, extra: list[str]) -> int:
-    from workbench import interchange
-    from workbench.annotations import AnnotationStore, export_png
+    from workbench.annotations import interchange
+    from workbench.annotations.store import AnnotationStore, export_png
     from workbench.data.folder import list_split, load_dataset_info
-    from workbench.io import save_index_png
-    from workbench.weak_labels import WeakLabelSet, load_weak_labels, save_weak_labels
+    from workbench.labels.weak_labels import WeakLabelSet, save_weak_labels
 
-    if args.action == "import" and args.format != "weakseg":
-        if not args.file or not args.data:
-            raise UsageError(f"--format {args.format} imports --file FILE with the dataset's classes from --data DIR")
-        _writable_file(args.store, "--store", "annotation store (.sqlite)")
-        info = load_dataset_info(args.data)
-        check_output(args.store, "--store", inputs=[args.file], dataset=info)
-        if args.masks is not None:  # checked before the store takes the labels
-            _writable_folder(args.masks, "--masks")
-            check_output(args.masks, "--masks", dataset=info, folder=True)
-        with AnnotationStore(args.store, info.classes) as store:
-            n, masks = interchange.import_into_store(store, args.file, args.format)
-        print(f"imported the labels of {n} images from {args.file} into {args.store}")
-        if masks and args.masks:
-            for name, mask in sorted(masks.items()):
-                save_index_png(Path(args.masks) / f"{name}.png", mask, info.colors)
-            print(f"wrote {len(masks)} masks to {args.masks}")
-        elif masks:
-            print(f"{len(masks)} images carry masks; pass --masks DIR to save them as PNG index masks")
-        return 0
     if args.action == "import":
-        if not args.json:
-            raise UsageError("give --json FILE (weak-label JSON) or --format labelstudio|cvat|coco --file FILE")
-        _writable_file(args.store, "--store", "annotation store (.sqlite)")
-        check_output(args.store, "--store", inputs=[args.json])
-        weak_set = load_weak_labels(args.json)
-        if not weak_set.classes:
-            raise UsageError(f"{args.json}: no 'classes' list; export it with `simulate` or `annotations export`")
-        with AnnotationStore(args.store, weak_set.classes) as store:
-            n = store.import_weak_label_set(weak_set)
-        print(f"imported the labels of {n} images into {args.store}")
-        return 0
+        return import_annotations(args)
     if args.format == "png":
         _writable_folder(args.out, "--out")
     else:
@@ -371,6 +343,63 @@ def cmd_annotations(args, extra: list[str]) -> int:
     if skipped:
         print(f"skipped {skipped} annotated images that are not in split {args.split!r}")
     return 0
+
+
+def import_annotations(args) -> int:
+    """Labels of a weak-label JSON file or a tool's export into a store, checked against ``--data`` as the
+    dashboard checks an upload (:func:`~workbench.annotations.store.fit_to_split`): images that do not fit
+    are skipped and reported, labels the store already holds are not added again."""
+    from workbench.annotations import interchange
+    from workbench.annotations.store import AnnotationError, AnnotationStore, fit_to_split, import_new
+    from workbench.data.folder import load_dataset_info
+    from workbench.io import save_index_png
+    from workbench.labels.weak_labels import load_weak_labels
+
+    source = args.json if args.format == "weakseg" else args.file
+    if not source:
+        raise UsageError("give --json FILE (weak-label JSON) or --format labelstudio|cvat|coco --file FILE")
+    if args.format == "weakseg" and args.file:
+        raise UsageError("--file goes with --format labelstudio|cvat|coco; a weak-label JSON file is --json FILE")
+    _writable_file(args.store, "--store", "annotation store (.sqlite)")
+    info = load_dataset_info(args.data)
+    check_output(args.store, "--store", inputs=[source], dataset=info)
+    if args.masks is not None:  # checked before the store takes the labels
+        _writable_folder(args.masks, "--masks")
+        check_output(args.masks, "--masks", dataset=info, folder=True)
+    if args.format == "weakseg":
+        weak_set, masks = load_weak_labels(source), {}
+        if tuple(weak_set.classes) != tuple(info.classes):
+            raise AnnotationError(
+                f"{source}: labels for classes {list(weak_set.classes)}, the dataset {info.root} has "
+                f"{list(info.classes)}; import labels made for this dataset"
+            )
+    else:
+        weak_set, masks = interchange.import_labels(source, args.format, info.classes)
+    fits, skipped = fit_to_split(dict(weak_set.labels), info, args.split)
+    for _name, why in sorted(skipped.items())[:MAX_REPORTED]:
+        print(f"skipped: {why}", file=sys.stderr)
+    if len(skipped) > MAX_REPORTED:
+        print(f"skipped: ... and {len(skipped) - MAX_REPORTED} more images", file=sys.stderr)
+    if skipped and not fits:
+        raise AnnotationError(
+            f"{source}: none of its {len(skipped)} labelled images fits split {args.split!r} of {info.root} "
+            f"(e.g. {next(iter(skipped.values()))}); import labels made for this dataset and split"
+        )
+    with AnnotationStore(args.store, info.classes) as store:
+        n = import_new(store, fits)
+    print(f"imported new labels of {n} of {len(fits)} images from {source} into {args.store}", end="")
+    print(f"; {len(skipped)} images skipped (see above)" if skipped else "")
+    masks = {name: mask for name, mask in masks.items() if name in fits}
+    if masks and args.masks:
+        for name, mask in sorted(masks.items()):
+            save_index_png(Path(args.masks) / f"{name}.png", mask, info.colors)
+        print(f"wrote {len(masks)} masks to {args.masks}")
+    elif masks:
+        print(f"{len(masks)} images carry masks; pass --masks DIR to save them as PNG index masks")
+    return 0
+
+
+MAX_REPORTED = 10  # skipped images listed one per line; the rest are counted
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -426,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    from workbench.engine import TrainConfig
+    from workbench.train.config import TrainConfig
 
     methods_help = "\n".join(
         f"  {name:<12} supervision {m.SUPERVISION}; settings:\n{describe_config(m.Config())}"
@@ -535,7 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", help="weak-label JSON file (--format weakseg)")
     imp.add_argument("--format", default="weakseg", choices=["weakseg", "labelstudio", "cvat", "coco"])
     imp.add_argument("--file", help="Label Studio JSON, CVAT 1.1 XML or COCO JSON export (with --format)")
-    imp.add_argument("--data", help="dataset folder whose classes the file's label names map to (with --format)")
+    imp.add_argument(
+        "--data", required=True,
+        help="dataset folder the labels are for: names, sizes, classes and bounds are checked against it",
+    )  # fmt: skip
+    imp.add_argument("--split", default="train", help="split whose images the labels name")
     imp.add_argument("--masks", help="folder for the masks the file carries (NAME.png index masks)")
     ann.set_defaults(func=cmd_annotations)
     return parser
@@ -543,14 +576,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the workbench's own errors print one line (``--debug``: the traceback)."""
-    from workbench.annotations import AnnotationError
-    from workbench.checkpoint import CheckpointError
+    from workbench.annotations.store import AnnotationError
+    from workbench.dashboard.security import UnsafeInputError
     from workbench.data.folder import DatasetError
-    from workbench.engine import ConfigError, TrainingError
-    from workbench.models import ModelError
-    from workbench.security import UnsafeInputError
-    from workbench.splits import SplitError
-    from workbench.weak_labels import WeakLabelError
+    from workbench.labels.splits import SplitError
+    from workbench.labels.weak_labels import WeakLabelError
+    from workbench.modeling.backbones import ModelError
+    from workbench.train.checkpoint import CheckpointError
+    from workbench.train.config import ConfigError, TrainingError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("WORKBENCH_DEBUG", "").lower() in ("1", "true", "yes", "on")

@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from workbench.engine import TrainConfig, make_datasets, train
 from workbench.io import atomic_write_text
 from workbench.methods import METHODS, partial_ce, supervised
 from workbench.metrics import format_summary
+from workbench.train.config import TrainConfig
+from workbench.train.data import make_datasets
+from workbench.train.loop import train
 
 TARGET_MIOU = 0.5
 DEMO_EPOCHS = 10  # three runs of 10 epochs cost about what two of 15 did (~2 min on 2 idle cores)

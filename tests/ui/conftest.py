@@ -66,7 +66,7 @@ def torch_threads_as_the_app_sets_them():
     """The app leaves a core for the UI (``leave_a_core``); two model threads on every core thrash."""
     import torch
 
-    from workbench.session import leave_a_core
+    from workbench.dashboard.retrainer import leave_a_core
 
     before = torch.get_num_threads()
     leave_a_core()

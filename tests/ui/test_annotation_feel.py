@@ -11,13 +11,14 @@ import pytest
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
-from browser_data import active_draw_tool  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
-from apps.dashboard import Dashboard  # noqa: E402
-from workbench.session import DashboardSession, QuickConfig  # noqa: E402
-from workbench.weak_labels import Scribble  # noqa: E402
+from tests.ui.browser_data import active_draw_tool  # noqa: E402
+from workbench.dashboard.app import Dashboard  # noqa: E402
+from workbench.dashboard.retrainer import QuickConfig  # noqa: E402
+from workbench.dashboard.session import DashboardSession  # noqa: E402
+from workbench.labels.weak_labels import Scribble  # noqa: E402
 
 TIMEOUT_MS = 60_000
 CANVAS = ".annotation-canvas .bk-events"

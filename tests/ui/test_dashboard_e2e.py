@@ -23,16 +23,17 @@ import torch
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
-from browser_data import active_draw_tool, browser_points  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from PIL import Image  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
-from apps.dashboard import Dashboard  # noqa: E402
-from workbench.annotations import AnnotationStore  # noqa: E402
+from tests.ui.browser_data import active_draw_tool, browser_points  # noqa: E402
+from workbench.annotations.store import AnnotationStore  # noqa: E402
+from workbench.dashboard.app import Dashboard  # noqa: E402
+from workbench.dashboard.retrainer import QuickConfig  # noqa: E402
+from workbench.dashboard.session import DashboardSession  # noqa: E402
 from workbench.data.folder import load_dataset_info  # noqa: E402
-from workbench.session import DashboardSession, QuickConfig  # noqa: E402
-from workbench.weak_labels import Point, Scribble  # noqa: E402
+from workbench.labels.weak_labels import Point, Scribble  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 60_000  # generous: CI machines have two cores, often busy

@@ -14,12 +14,13 @@ import pytest
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
-from browser_data import watch_page  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
-from apps.dashboard import Dashboard  # noqa: E402
-from workbench.session import DashboardSession, QuickConfig  # noqa: E402
+from tests.ui.browser_data import watch_page  # noqa: E402
+from workbench.dashboard.app import Dashboard  # noqa: E402
+from workbench.dashboard.retrainer import QuickConfig  # noqa: E402
+from workbench.dashboard.session import DashboardSession  # noqa: E402
 
 TIMEOUT_MS = 60_000
 CANVAS = ".annotation-canvas .bk-events"
@@ -31,8 +32,9 @@ TABS = ["Images", "Where to click", "Affinity", "CAM vs pseudo-mask", "Proposals
 def runs(module_dir, synthetic_root):
     """One-epoch runs of every method, each on its first kind of labels (weak-shot ones with novel
     classes stored as names)."""
-    from workbench.engine import TrainConfig, train
     from workbench.methods import METHODS
+    from workbench.train.config import TrainConfig
+    from workbench.train.loop import train
 
     base = module_dir
     out = {}

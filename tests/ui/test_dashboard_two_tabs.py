@@ -13,12 +13,13 @@ import torch
 pytest.importorskip("playwright")
 pytest.importorskip("panel")
 
-from browser_data import browser_points  # noqa: E402
 from panel.tests.util import serve_and_wait, wait_until  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
-from apps.dashboard import Dashboard  # noqa: E402
-from workbench.session import DashboardSession, QuickConfig  # noqa: E402
+from tests.ui.browser_data import browser_points  # noqa: E402
+from workbench.dashboard.app import Dashboard  # noqa: E402
+from workbench.dashboard.retrainer import QuickConfig  # noqa: E402
+from workbench.dashboard.session import DashboardSession  # noqa: E402
 
 TIMEOUT_MS = 60_000
 SYNC_MS = 5_000  # the pages sync every 250 ms; a busy two-core machine gets a few seconds

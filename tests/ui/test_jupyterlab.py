@@ -6,7 +6,7 @@ runtime files in a temporary folder); the notebook, converted from its jupytext 
 tests/test_notebooks.py does, is written under ``runs/`` (git-ignored) and removed afterwards.
 The kernel imports this checkout (``PYTHONPATH``) and writes its runs into the temporary folder.
 Fails on a browser console error, a request leaving the machine (JupyterLab renders Panel with no
-internet: ``workbench.offline_panel`` inlines Panel's scripts and stylesheets or has the kernel's Jupyter
+internet: ``workbench.viz.offline_panel`` inlines Panel's scripts and stylesheets or has the kernel's Jupyter
 server serve them) and any traceback in the notebook's outputs (a callback's error lands there).
 """
 
@@ -30,10 +30,11 @@ pytest.importorskip("jupyterlab", reason="jupyterlab is not installed: `make set
 jupytext = pytest.importorskip("jupytext")
 nbformat = pytest.importorskip("nbformat")
 
-from browser_data import watch_page  # noqa: E402
-from conftest import SCREENSHOTS  # noqa: E402
 from panel.tests.util import wait_until  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
+
+from tests.ui.browser_data import watch_page  # noqa: E402
+from tests.ui.conftest import SCREENSHOTS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "05_dashboard_in_jupyterlab.py"
@@ -168,4 +169,4 @@ def test_notebook_05_runs_in_jupyterlab_and_its_dashboard_answers(page, lab):
     )
     wait_until(lambda: page.get_by_role("button", name="Retrain").first.is_enabled(), page, timeout=TIMEOUT_MS)
     assert tracebacks(page) == [], tracebacks(page)
-    assert problems == [], "\n".join(sorted(set(problems)))  # no CDN: workbench.offline_panel serves it all
+    assert problems == [], "\n".join(sorted(set(problems)))  # no CDN: workbench.viz.offline_panel serves it all

@@ -1,7 +1,7 @@
 """Paired augmentation: image, dense mask and weak labels move together.
 
 Images are resized bilinearly and masks by nearest neighbour; weak labels are moved as
-geometry (see :class:`workbench.weak_labels.WeakLabels`) and rasterised only afterwards,
+geometry (see :class:`workbench.labels.weak_labels.WeakLabels`) and rasterised only afterwards,
 so a one-pixel point survives any downscale.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from workbench.weak_labels import IGNORE, WeakLabels
+from workbench.labels.weak_labels import IGNORE, WeakLabels
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 
 from workbench.data.augment import Augment, augment_sample, resize_pair
 from workbench.data.folder import DatasetError, DatasetInfo, list_split, read_image, read_mask
-from workbench.splits import ClassSplit
-from workbench.weak_labels import (
+from workbench.labels.splits import ClassSplit
+from workbench.labels.weak_labels import (
     IGNORE,
     KINDS,
     SimulationConfig,

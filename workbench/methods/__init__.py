@@ -8,13 +8,30 @@
 - ``predict(model, images) -> (B, C, H, W)`` class scores.
 
 A method may also offer the optional hooks of :data:`OPTIONAL_HOOKS` (the dashboard's views use
-them); callers ask :func:`optional_hook`, never ``hasattr`` or a method's identity.
+them); callers ask :func:`optional_hook`, never ``hasattr`` or a method's identity. The rest of
+what callers rely on is declared here too, each clause tested over every method in
+``tests/methods/test_contract.py``:
+
+- a ``Config`` may hold the fields of :data:`OPTIONAL_CONFIG_FIELDS` (read with
+  :func:`config_field`); one with ``novel`` is a weak-shot method (:func:`is_weak_shot`), and the
+  training loop fills ``novel`` from the run's class split;
+- a model that keeps training state outside its weights (spml's memory bank) is a
+  :class:`KeepsTrainingState`; the loop saves and restores that state with each checkpoint;
+- a forward that returns a dict may hold :data:`PIXEL_EMBEDDING`: ``(B, D, h, w)`` per-pixel
+  features (the dashboard's affinity view); without it nor a ``pixel_features`` hook, the model is or
+  holds an smp ``SegmentationModel``, whose decoder output gives them;
+- the image encoder is a submodule named ``encoder`` (smp's convention): Grad-CAM explains the
+  deepest of its stages that ``predict`` runs through (:func:`workbench.explain.segmenter_layer`);
+- ``training_step`` and the hooks get the model as the loop trains it: under ``torchrun`` a
+  ``MethodDDP`` that forwards attribute access (``model.tag_head``) to the model inside, so no
+  method unwraps it.
 
 ``METHODS`` maps CLI names to modules; it is the only name lookup (the CLI's edge).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
@@ -22,7 +39,7 @@ import torch
 from torch import nn
 
 from workbench.methods import cam, partial_ce, simformer, single_stage, spml, supervised, transfer
-from workbench.models import Backbone
+from workbench.modeling.backbones import Backbone
 
 
 class Batch(TypedDict, total=False):
@@ -38,7 +55,7 @@ class Batch(TypedDict, total=False):
 
 @runtime_checkable
 class Method(Protocol):
-    """A method module (every entry of :data:`METHODS` satisfies it; tests/test_methods_contract.py checks)."""
+    """A method module (every entry of :data:`METHODS` satisfies it; tests/methods/test_contract.py checks)."""
 
     SUPERVISION: tuple[str, ...]
     Config: type
@@ -48,6 +65,36 @@ class Method(Protocol):
     def training_step(self, model: Any, batch: Any, config: Any) -> dict[str, torch.Tensor]: ...
 
     def predict(self, model: Any, images: torch.Tensor) -> torch.Tensor: ...
+
+
+# Config fields a method may declare, with the value meant when it does not.
+OPTIONAL_CONFIG_FIELDS: dict[str, Any] = {
+    "novel": (),  # tuple[int, ...] novel class ids: a weak-shot method; the loop fills them from the class split
+    "grad_clip": 0.0,  # float: full-model gradient L2-norm clip in the loop (0: off)
+}
+
+PIXEL_EMBEDDING = "embed"  # the forward dict's key of (B, D, h, w) per-pixel features
+
+
+def config_field(config: Any, name: str) -> Any:
+    """The optional Config field ``name`` of :data:`OPTIONAL_CONFIG_FIELDS`, or its meant value when absent."""
+    if name not in OPTIONAL_CONFIG_FIELDS:
+        raise ValueError(f"unknown optional config field {name!r}; the fields are {sorted(OPTIONAL_CONFIG_FIELDS)}")
+    return getattr(config, name, OPTIONAL_CONFIG_FIELDS[name])
+
+
+def is_weak_shot(method: Any) -> bool:
+    """A weak-shot method (base classes with masks, novel classes with tags) declares ``Config.novel``."""
+    return "novel" in {f.name for f in dataclasses.fields(method.Config)}
+
+
+@runtime_checkable
+class KeepsTrainingState(Protocol):
+    """A model with training state outside its weights and buffers, saved in each checkpoint's train state."""
+
+    def resume_state(self) -> dict: ...
+
+    def load_resume_state(self, state: dict) -> None: ...
 
 
 # name -> what the hook computes. Signatures:

@@ -5,9 +5,8 @@ Classifier: global average pooling + linear over the deepest features of an smp 
 trained with BCE against the tags. For such a classifier the class activation map
 ``CAM_c = sum_k w_ck A_k`` is exact and costs one einsum (Zhou et al., CVPR 2016), so training
 uses it (:func:`fast_cams`); Grad-CAM (Selvaraju et al., ICCV 2017) is offered for any model
-(:func:`gradcam`, pure torch, and :func:`gradcam_captum`, through captum's
-``LayerGradCam(..., relu_attributions=True)`` with bilinear upsampling, following the pitfalls
-of UI_AND_TESTING.md §4). For a GAP + linear classifier both agree up to a positive factor.
+(:func:`gradcam` and its captum twin :func:`gradcam_captum`, both :mod:`workbench.explain`'s,
+with bilinear upsampling, following the pitfalls of UI_AND_TESTING.md §4). For a GAP + linear classifier both agree up to a positive factor.
 
 Pseudo-masks: CAMs are ReLU'd, upsampled bilinearly, normalised per image and class to
 [0, 1], and zeroed for classes absent from the tags; a pixel takes the arg-max tag class,
@@ -28,18 +27,17 @@ first under ``train_diagnostics`` in report.json / report.md and in the metrics 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.affinity import denormalize, local_affinity, propagate
-from workbench.losses import check_loss_weights, sparse_cross_entropy
-from workbench.models import Backbone, build_smp
-from workbench.weak_labels import IGNORE, UNLABELED
+from workbench import explain
+from workbench.labels.weak_labels import IGNORE, UNLABELED
+from workbench.modeling.affinity import denormalize, local_affinity, propagate
+from workbench.modeling.backbones import Backbone, build_smp
+from workbench.modeling.losses import check_loss_weights, ramp, sparse_cross_entropy
 
 SUPERVISION = ("tags",)
 EPS = 1e-5
@@ -194,15 +192,6 @@ def box_pseudo_mask(
 # ----------------------------------------------------------------------------- Grad-CAM (for any model)
 
 
-def _attribution_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode copy with every in-place ReLU made out-of-place (captum#156; hooks and in-place ops clash)."""
-    model = copy.deepcopy(model).eval()
-    for module in model.modules():
-        if hasattr(module, "inplace"):
-            cast(Any, module).inplace = False  # nn.ReLU & co.
-    return model
-
-
 def _score_fn_and_layer(model: nn.Module, images: torch.Tensor, layer: str | None):
     """``(images -> (B, C) scores, layer module)``.
 
@@ -233,65 +222,29 @@ def _score_fn_and_layer(model: nn.Module, images: torch.Tensor, layer: str | Non
         ) from None
 
 
-def _targets(cls: int | torch.Tensor, batch: int) -> torch.Tensor:
-    target = torch.as_tensor(cls, dtype=torch.long).flatten()
-    if target.numel() == 1:
-        target = target.expand(batch)
-    if target.numel() != batch:
-        raise ValueError(f"cls must be one class or one per image ({batch}), got {target.numel()}")
-    return target
-
-
 def gradcam(model: nn.Module, images: torch.Tensor, cls: int | torch.Tensor, layer: str | None = None) -> torch.Tensor:
-    """Grad-CAM ``(B, H, W)`` (non-negative, not normalised) of class ``cls`` (one int or ``(B,)``).
-
-    Pure torch (no captum needed): ``ReLU(sum_k mean(dS/dA_k) A_k)`` at ``layer``, upsampled
-    bilinearly to the image size. Runs on an eval-mode copy; ``model`` is left untouched.
-    """
-    model = _attribution_copy(model)
+    """Grad-CAM ``(B, H, W)`` (non-negative, not normalised) of class ``cls`` (one int or ``(B,)``) of a
+    :class:`CamNet` (its tag scores at ``features``) or of an smp segmenter (``encoder.layer4``):
+    :func:`workbench.explain.gradcam`. ``model`` is left untouched."""
+    model = explain.attribution_copy(model)
     score_fn, module = _score_fn_and_layer(model, images, layer)
-    target = _targets(cls, images.shape[0]).to(images.device)
-    acts: dict[str, torch.Tensor] = {}
-    handle = module.register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
-    try:
-        with torch.enable_grad():
-            scores = score_fn(images)  # (B, C)
-            grads = torch.autograd.grad(scores.gather(1, target[:, None]).sum(), acts["a"])[0]
-    finally:
-        handle.remove()
-    weights = grads.mean((2, 3), keepdim=True)  # (B, K, 1, 1)
-    cam = (weights * acts["a"]).sum(1, keepdim=True).clamp(min=0).detach()
-    return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return explain.gradcam(score_fn, module, images, cls)
 
 
 def gradcam_captum(
     model: nn.Module, images: torch.Tensor, cls: int | torch.Tensor, layer: str | None = None
 ) -> torch.Tensor:
-    """The same Grad-CAM ``(B, H, W)`` through captum ``LayerGradCam(..., relu_attributions=True)`` (needs captum)."""
-    try:
-        from captum.attr import LayerAttribution, LayerGradCam
-    except ImportError:
-        raise ImportError("gradcam_captum needs captum: pip install 'weakseg-workbench[explain]'") from None
-    model = _attribution_copy(model)
+    """:func:`gradcam` through captum's ``LayerGradCam(..., relu_attributions=True)`` (needs captum)."""
+    model = explain.attribution_copy(model)
     score_fn, module = _score_fn_and_layer(model, images, layer)
-    target = _targets(cls, images.shape[0]).tolist()
-    cam = LayerGradCam(score_fn, module).attribute(images, target=target, relu_attributions=True)
-    cam = LayerAttribution.interpolate(cam, tuple(images.shape[-2:]), interpolate_mode="bilinear")
-    return cam[:, 0].detach()
+    return explain.gradcam_captum(score_fn, module, images, cls)
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def ramp(progress: float, start: float, length: float) -> float:
-    """0 before ``start``, then linear to 1 over ``length`` of training progress."""
-    if progress < start:
-        return 0.0
-    return 1.0 if length == 0 else min(1.0, (progress - start) / length)
-
-
 def training_step(model: CamNet, batch: dict, config: Config) -> dict[str, torch.Tensor]:
-    weight = ramp(float(batch.get("progress", 1.0)), config.seg_start, config.seg_ramp)
+    weight = ramp(float(batch.get("progress", 1.0)), config.seg_start, config.seg_start + config.seg_ramp)
     out = model(batch["image"], segment=weight > 0)
     tags = batch["tags"]
     bce = F.binary_cross_entropy_with_logits(out["logits"].float(), tags)
@@ -330,7 +283,6 @@ def train_diagnostics(model: CamNet, dataset, device: torch.device, config: Conf
     """
     from torch.utils.data import DataLoader
 
-    model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
     c = model.head.linear.out_features

@@ -6,7 +6,7 @@ Unlabelled pixels (254) and void (255) contribute nothing.
 
 With ``crf_weight > 0`` it becomes partial CE + dense CRF loss (Tang et al., ECCV 2018, "On
 regularized losses for weakly-supervised CNN segmentation"), in the local-window gated form of
-Obukhov et al. 2019 (:func:`workbench.losses.crf_loss`): the literature's strongest single
+Obukhov et al. 2019 (:func:`workbench.modeling.losses.crf_loss`): the literature's strongest single
 addition for points and scribbles. Ours: the window (dilations 1, 2, 4) and the default sigmas.
 """
 
@@ -17,8 +17,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.losses import check_class_weights, check_crf_config, check_loss_weights, crf_term, sparse_cross_entropy
-from workbench.models import Backbone, build_smp
+from workbench.modeling.backbones import Backbone, build_smp
+from workbench.modeling.losses import (
+    check_class_weights,
+    check_crf_config,
+    check_loss_weights,
+    crf_term,
+    sparse_cross_entropy,
+)
 
 SUPERVISION = ("points", "scribbles", "boxes", "dense")
 

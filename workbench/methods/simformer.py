@@ -82,9 +82,9 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from workbench.losses import check_loss_weights
-from workbench.models import Backbone, build_smp
-from workbench.weak_labels import IGNORE, UNLABELED
+from workbench.labels.weak_labels import IGNORE, UNLABELED
+from workbench.modeling.backbones import Backbone, build_smp
+from workbench.modeling.losses import check_loss_weights
 
 SUPERVISION = ("dense",)
 FEATURE_STRIDE = 4  # mask features are at 1/4 of the input resolution
@@ -296,16 +296,11 @@ def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:
 
 def param_groups(model: nn.Module, config: Config) -> list[dict]:
     """The encoder at ``backbone_lr_scale`` x the learning rate, everything else at 1x (the engine's hook)."""
-    net = unwrap(model)
+    net = cast(SimFormer, model)
     encoder = {id(p) for p in net.encoder.parameters()}
     rest = [p for p in net.parameters() if id(p) not in encoder]
     return [{"params": list(net.encoder.parameters()), "lr_scale": config.backbone_lr_scale},
             {"params": rest, "lr_scale": 1.0}]  # fmt: skip
-
-
-def unwrap(model: nn.Module) -> SimFormer:
-    """The SimFormer inside a DistributedDataParallel wrapper (or the model itself)."""
-    return cast(SimFormer, getattr(model, "module", model))
 
 
 # ----------------------------------------------------------------------------- targets and matching
@@ -567,7 +562,7 @@ def _base_mask(label: torch.Tensor, num_classes: int, novel: tuple[int, ...]) ->
 
 def _balance_weights(model: nn.Module, targets: torch.Tensor) -> torch.Tensor:
     """``(w_0, w_1)`` = (fraction of positives, fraction of negatives) over the last ``balance_window`` steps."""
-    net = unwrap(model)
+    net = cast(SimFormer, model)
     counts = torch.stack([(targets == 1).sum(), (targets == 0).sum()]).float()
     net.pair_counts[net.pair_step % net.pair_counts.shape[0]] = counts
     net.pair_step += 1
@@ -583,7 +578,7 @@ def simnet_loss(model: nn.Module, out: dict, label: torch.Tensor, partners: list
     (in the rest of the base region with ``simnet_pairs="base"``). Target: same label. Features are detached, so this loss trains SimNet only. Both orders
     (A->B and B->A) of every pair are used; SimNet runs once on all pairs of the batch.
     """
-    feats, k, size = out["features"].detach(), unwrap(model).num_classes, label.shape[-2:]
+    feats, k, size = out["features"].detach(), cast(SimFormer, model).num_classes, label.shape[-2:]
     n_common = round(config.common_fraction * config.points_per_image)
     grids: list[torch.Tensor] = []
     target_parts: list[torch.Tensor] = []
@@ -610,7 +605,7 @@ def simnet_loss(model: nn.Module, out: dict, label: torch.Tensor, partners: list
             target_parts.append(s.flatten()[v.flatten()].long())
     pairs, targets = torch.cat(grids), torch.cat(target_parts)
     if targets.numel() < 2:  # BatchNorm needs two rows; nothing to learn from anyway
-        return torch.stack([p.sum() for p in unwrap(model).simnet.parameters()]).sum() * 0.0
+        return torch.stack([p.sum() for p in cast(SimFormer, model).simnet.parameters()]).sum() * 0.0
     weights = _balance_weights(model, targets)
     ce = F.cross_entropy(model(pairs=pairs).float(), targets, reduction="none")
     return (ce * weights[targets]).sum() / targets.numel()
@@ -691,7 +686,7 @@ def distillation_loss(
         if truth is not None:
             teacher = (truth[i].flatten()[ia][:, None] == truth[j].flatten()[ib][None]).float().flatten()
         else:
-            with torch.no_grad(), teacher_mode(unwrap(model).simnet, config.teacher_bn):
+            with torch.no_grad(), teacher_mode(cast(SimFormer, model).simnet, config.teacher_bn):
                 teacher = model(pairs=pair_grid(fa, fb)).float().softmax(-1)[:, 1]
         student = F.relu(F.cosine_similarity(va[:, None], vb[None], dim=-1)).flatten()
         terms.append(distill_term(student[valid], teacher[valid], config.dist_mode))
@@ -701,12 +696,17 @@ def distillation_loss(
 # ----------------------------------------------------------------------------- the method contract
 
 
-def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, torch.Tensor]:
-    """``L = sum_layers [cls + mask + comp_weight comp] + sim_weight sim + dist_weight dist`` (§1.5)."""
+def training_step(
+    model: nn.Module, batch: dict, config: Config, truth: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """``L = sum_layers [cls + mask + comp_weight comp] + sim_weight sim + dist_weight dist`` (§1.5).
+
+    ``truth`` (``(B, H, W)`` ground truth) replaces SimNet as the distillation teacher: a ceiling of the
+    pixel-pixel pathway for ``bench/simformer_teacher_ceiling.py``, never a training run's input."""
     out = model(batch["image"])
     label, tags = batch["label"], batch["tags"]
     size = tuple(label.shape[-2:] if config.full_resolution else out["masks"].shape[-2:])
-    num_classes = unwrap(model).num_classes
+    num_classes = cast(SimFormer, model).num_classes
     targets = [
         image_targets(label[i], tags[i], num_classes, config.novel, size, config.single_novel_masks)
         for i in range(label.shape[0])
@@ -731,7 +731,7 @@ def training_step(model: nn.Module, batch: dict, config: Config) -> dict[str, to
         logs["sim"] = simnet_loss(model, out, label, partners, config)
         loss = loss + config.sim_weight * logs["sim"]
     if config.distillation and config.novel:
-        logs["dist"] = distillation_loss(model, out, label, tags, partners, config)
+        logs["dist"] = distillation_loss(model, out, label, tags, partners, config, truth=truth)
         loss = loss + config.dist_weight * logs["dist"]
     return {"loss": loss, **logs}
 
@@ -800,7 +800,7 @@ def simnet_affinity(
     other = features if other is None else other
     if other.shape[0] != d:
         raise ValueError(f"other has {other.shape[0]} feature channels, features has {d}; use the same model")
-    simnet = unwrap(model).simnet
+    simnet = cast(SimFormer, model).simnet
     was_training = simnet.training
     simnet.eval()
     targets = other.flatten(1).T  # (H'*W', D)
@@ -825,7 +825,7 @@ def simnet_pair_report(
     between ``novel_same`` and ``novel_diff`` means no pixel-pixel transfer. A diagnostic against
     ground truth (``label`` with novel classes visible), never a training signal; SimNet in eval mode.
     """
-    net = unwrap(model)
+    net = cast(SimFormer, model)
     was_training = net.training
     net.eval()
     features = net(images)["features"]
@@ -890,9 +890,9 @@ def write_pseudo_label_dataset(
     import json
 
     from workbench.data.folder import list_split, load_dataset_info, read_image, read_mask
-    from workbench.engine import predict_scores
+    from workbench.inference import predict_scores
     from workbench.io import save_index_png
-    from workbench.splits import ClassSplit
+    from workbench.labels.splits import ClassSplit
 
     info, out = load_dataset_info(data), Path(out)
     split = ClassSplit(info.classes, tuple(split_novel))

@@ -38,7 +38,7 @@ whose features resemble it. Everything else is ours:
   with ``embed_on_pseudo``, a sample of pseudo-labelled pixels, ramped the same way) is
   classified against the batch's class prototypes (mean embeddings of the labelled pixels) with
   temperature ``embed_temperature``; plus, with ``crf_weight > 0``, the dense CRF loss of
-  :func:`workbench.losses.crf_loss` on ``softmax(Y)``.
+  :func:`workbench.modeling.losses.crf_loss` on ``softmax(Y)``.
 
 Diagnostics, never a training signal: every step logs the pseudo-mask coverage (share of
 unannotated valid pixels it labels) and mean confidence; :func:`train_diagnostics`, which the
@@ -58,10 +58,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.affinity import denormalize, local_affinity, propagate
-from workbench.losses import check_crf_config, check_loss_weights, crf_term, sparse_cross_entropy
-from workbench.models import Backbone, build_smp
-from workbench.weak_labels import IGNORE, UNLABELED
+from workbench.labels.weak_labels import IGNORE, UNLABELED
+from workbench.modeling.affinity import denormalize, local_affinity, propagate
+from workbench.modeling.backbones import Backbone, build_smp
+from workbench.modeling.losses import check_crf_config, check_loss_weights, crf_term, ramp, sparse_cross_entropy
 
 SUPERVISION = ("points", "scribbles")
 
@@ -292,13 +292,6 @@ def pseudo_mask(
 # ----------------------------------------------------------------------------- losses and training
 
 
-def ramp(progress: float, start: float, end: float) -> float:
-    """0 before ``start``, linear to 1 at ``end``."""
-    if progress <= start:
-        return 0.0
-    return 1.0 if end <= start else min(1.0, (progress - start) / (end - start))
-
-
 def prototype_contrast(
     embed: torch.Tensor, label: torch.Tensor, num_classes: int, temperature: float, extra=None
 ) -> torch.Tensor:
@@ -398,7 +391,6 @@ def train_diagnostics(model: SingleStageNet, dataset, device: torch.device, conf
     """
     from torch.utils.data import DataLoader
 
-    model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
     right = kept = open_ = ann_right = ann = 0

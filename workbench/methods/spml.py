@@ -47,7 +47,7 @@ Differences from the paper, in one run on a small CPU budget (documented choices
   ``--image_weight=0.1 --semantic_weight=0.1 --cooccurrence_weight=0.1 --cooccurrence_kappa=8
   --detach_classifier=true --point_radius=2``.
 - *Dense CRF loss* (ours, off by default): ``crf_weight > 0`` adds
-  :func:`workbench.losses.crf_loss` on the classifier's softmax (in place of SPML's DenseCRF
+  :func:`workbench.modeling.losses.crf_loss` on the classifier's softmax (in place of SPML's DenseCRF
   post-processing of the pseudo labels).
 
 - *Classifier stage*: instead of separate stages (freeze the embedding, make pseudo labels
@@ -76,11 +76,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.affinity import denormalize, downsample_labels
-from workbench.losses import check_crf_config, check_loss_weights, crf_term, sparse_cross_entropy
+from workbench.labels.weak_labels import IGNORE, UNLABELED
 from workbench.methods import cam
-from workbench.models import Backbone, build_smp
-from workbench.weak_labels import IGNORE, UNLABELED
+from workbench.modeling.affinity import denormalize, downsample_labels
+from workbench.modeling.backbones import Backbone, build_smp
+from workbench.modeling.losses import check_crf_config, check_loss_weights, crf_term, sparse_cross_entropy
 
 SUPERVISION = ("points", "scribbles", "boxes", "tags")
 SEED_SOURCES = ("auto", "labels", "cam_tags", "cam_boxes")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.losses import check_class_weights, sparse_cross_entropy
-from workbench.models import Backbone, build_smp
+from workbench.modeling.backbones import Backbone, build_smp
+from workbench.modeling.losses import check_class_weights, sparse_cross_entropy
 
 SUPERVISION = ("dense",)
 

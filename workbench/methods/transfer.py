@@ -50,7 +50,6 @@ detached parameters, the discriminator's terms see detached predictions. ``predi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import torch
@@ -61,10 +60,10 @@ from torch.func import functional_call
 from torch.nn.utils.parametrizations import spectral_norm
 
 from workbench.data.dataset import denormalize
-from workbench.losses import check_loss_weights, sparse_cross_entropy
+from workbench.labels.weak_labels import IGNORE, UNLABELED
 from workbench.methods.cam import cam_pseudo_mask, normalize_cams
-from workbench.models import Backbone, build_smp
-from workbench.weak_labels import IGNORE, UNLABELED
+from workbench.modeling.backbones import Backbone, build_smp
+from workbench.modeling.losses import check_loss_weights, sparse_cross_entropy
 
 SUPERVISION = ("dense",)
 LABEL_RULES = ("diffusion", "cam")
@@ -156,11 +155,6 @@ class TransferNet(nn.Module):
 
 def build(num_classes: int, config: Config, backbone: Backbone) -> nn.Module:
     return TransferNet(num_classes, config, backbone)
-
-
-def unwrap(model: nn.Module) -> TransferNet:
-    """The TransferNet inside a DistributedDataParallel wrapper (or the model itself)."""
-    return cast(TransferNet, getattr(model, "module", model))
 
 
 # ----------------------------------------------------------------------------- label transfer (pure)
