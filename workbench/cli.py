@@ -366,8 +366,9 @@ def import_annotations(args) -> int:
     if args.masks is not None:  # checked before the store takes the labels
         _writable_folder(args.masks, "--masks")
         check_output(args.masks, "--masks", dataset=info, folder=True)
+    masks: dict = {}  # name -> (H, W) index mask, from the formats that carry masks
     if args.format == "weakseg":
-        weak_set, masks = load_weak_labels(source), {}
+        weak_set = load_weak_labels(source)
         if tuple(weak_set.classes) != tuple(info.classes):
             raise AnnotationError(
                 f"{source}: labels for classes {list(weak_set.classes)}, the dataset {info.root} has "

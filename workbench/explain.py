@@ -116,7 +116,8 @@ def segmenter_layer(predict: Callable, model: nn.Module, images: torch.Tensor) -
 
     def record(name: str, output) -> None:
         if isinstance(output, torch.Tensor) and output.ndim == 4:
-            size, kept = tuple(output.shape[-2:]), last_at.get(tuple(output.shape[-2:]))
+            size = (int(output.shape[-2]), int(output.shape[-1]))
+            kept = last_at.get(size)
             if kept is None or name.count(".") <= kept.count("."):  # a stage, not a layer inside a block
                 last_at[size] = name
 

@@ -14,10 +14,12 @@ from workbench.labels.weak_labels import (
     WeakLabelError,
     WeakLabels,
     WeakLabelSet,
+    check_on_image,
     from_json_dict,
     load_weak_labels,
     parse_json_text,
     rasterize,
+    save_weak_labels,
 )
 
 
@@ -93,3 +95,23 @@ def test_deeply_nested_json_is_a_weak_label_error(tmp_path):
     (tmp_path / "deep.json").write_text(text)
     with pytest.raises(WeakLabelError, match="nested too deeply"):
         load_weak_labels(tmp_path / "deep.json")
+
+
+@pytest.mark.parametrize(
+    "weak, message",
+    [
+        (WeakLabels(10, 10, scribbles=(Scribble(((1, 20), (4, 30)), 1),)), r"scribble 0 lies wholly off the 10x10"),
+        (
+            WeakLabels(10, 10, boxes=(Box(2, 12, 8, 40, 1),)),
+            r"box 0 \(2.0,12.0\)-\(8.0,40.0\) lies wholly off the 10x10",
+        ),
+    ],
+)
+def test_a_scribble_or_box_wholly_off_the_image_is_refused_where_labels_come_in(weak, message, tmp_path):
+    """Issue 25: accepted by train and import before, labelling no pixel. One that reaches past an edge stays."""
+    path = tmp_path / "labels.json"
+    save_weak_labels(path, WeakLabelSet(("a", "b", "c"), {"im": weak}))
+    with pytest.raises(WeakLabelError, match=message):
+        load_weak_labels(path)
+    across = WeakLabels(10, 10, scribbles=(Scribble(((1, 5), (4, 30)), 1),), boxes=(Box(2, 5, 8, 40, 1),))
+    assert check_on_image(across) is across and rasterize(across)[1, 5] == 1

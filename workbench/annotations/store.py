@@ -45,6 +45,7 @@ from workbench.labels.weak_labels import (
     WeakLabelError,
     WeakLabels,
     WeakLabelSet,
+    check_on_image,
     rasterize,
 )
 
@@ -608,7 +609,7 @@ def fit_to_split(
             skipped[name] = f"image {name!r} was annotated at {weak.height}x{weak.width}, it is {size[0]}x{size[1]}"
             continue
         try:
-            weak = weak.validate(info.num_classes, where=f"image {name!r}")
+            weak = check_on_image(weak.validate(info.num_classes, where=f"image {name!r}"), f"image {name!r}")
             for item in weak.points + weak.scribbles + weak.boxes:
                 _check_item(item, (int(size[0]), int(size[1])), info.num_classes, name)
         except WeakLabelError as err:

@@ -585,5 +585,30 @@ def weak_labels_from_text(text: str | bytes, where: str, classes: tuple[str, ...
     labels = {}
     for name, rec in doc["images"].items():
         weak = from_json_dict(rec, where=f"{where}: image {name!r}")
-        labels[name] = weak.validate(len(classes), where=f"{where}: image {name!r}")
+        labels[name] = check_on_image(
+            weak.validate(len(classes), where=f"{where}: image {name!r}"), f"{where}: image {name!r}"
+        )
     return WeakLabelSet(classes, labels)
+
+
+def check_on_image(weak: WeakLabels, where: str = "weak labels") -> WeakLabels:
+    """Refuse a scribble or box that lies wholly off the image: it would label no pixel, without a word.
+
+    One that reaches past an edge is kept (a stroke drawn over the border, a box a crop cut): rasterising
+    clips it. Applied where labels come in (files, uploads, imports), not to a crop of valid labels.
+    """
+    h, w = weak.height, weak.width
+    for i, s in enumerate(weak.scribbles):
+        rows, cols = np.asarray(s.path, dtype=float).T
+        if rows.max() < -0.5 or rows.min() > h - 0.5 or cols.max() < -0.5 or cols.min() > w - 0.5:
+            raise WeakLabelError(
+                f"{where}: scribble {i} lies wholly off the {h}x{w} image (rows {rows.min():g}..{rows.max():g}, "
+                f"cols {cols.min():g}..{cols.max():g}); draw it on the image, rows -0.5..{h - 0.5}, cols -0.5..{w - 0.5}"
+            )
+    for i, b in enumerate(weak.boxes):
+        if b.row1 <= 0 or b.col1 <= 0 or b.row0 >= h or b.col0 >= w:
+            raise WeakLabelError(
+                f"{where}: box {i} ({b.row0},{b.col0})-({b.row1},{b.col1}) lies wholly off the {h}x{w} image; "
+                f"a box must overlap 0..{h} x 0..{w}"
+            )
+    return weak
