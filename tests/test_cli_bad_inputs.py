@@ -157,3 +157,24 @@ def test_cli_import_of_labels_for_no_image_of_the_dataset_is_an_error_and_stores
     assert main(argv) == 2
     assert "none of its 1 labelled images fits split 'train'" in capsys.readouterr().err
     assert not store.exists()
+
+
+def test_predict_of_two_images_of_one_name_is_refused_before_writing(trained_run, synthetic_root, tmp_path, capsys):
+    """``predict --images a/x.png b/x.png`` said "wrote 2" and left one mask (issue 25)."""
+    info = load_dataset_info(synthetic_root)
+    source = info.image_path("train", list_split(info, "train")[0])
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(source.read_bytes())
+    out = tmp_path / "masks"
+    argv = [
+        "predict",
+        "--checkpoint",
+        str(trained_run),
+        "--images",
+        str(tmp_path / "a/x.png"),
+        str(tmp_path / "b/x.png"),
+    ]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "would both be predicted into" in capsys.readouterr().err
+    assert not list(out.glob("*.png"))

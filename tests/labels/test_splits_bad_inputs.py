@@ -15,6 +15,7 @@ from workbench.labels.splits import SplitError
     [
         ("--protocol=nonexistent", r"unknown weak-shot protocol 'nonexistent'; dataset\.json defines"),
         ("--novel=disc,unicorn", r"unknown class name\(s\) \['unicorn'\]; the dataset's classes are"),
+        ("--protocol=random25:100000000", r"random protocol split must be in 1\.\.10000"),  # was a hang (issue 25)
     ],
 )
 def test_unknown_protocols_and_class_names_stop_training_before_it_writes(
@@ -32,3 +33,9 @@ def test_class_split_errors_are_split_errors():
 
     with pytest.raises(SplitError, match="every class is novel"):
         ClassSplit(("a", "b"), (0, 1))
+
+
+def test_a_huge_random_split_is_refused_at_once_in_data_protocols(synthetic_root, capsys):
+    """``data protocols --protocol random25:100000000`` drew 10^8 permutations (a hang, issue 25)."""
+    assert main(["data", "protocols", str(synthetic_root), "--protocol", "random25:100000000"]) == 2
+    assert "must be in 1..10000" in capsys.readouterr().err

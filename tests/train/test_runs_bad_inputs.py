@@ -207,6 +207,16 @@ def test_resume_may_move_the_data_and_add_epochs(trained_run, synthetic_root, da
     assert json.loads((out / "config.json").read_text())["train_config"]["epochs"] == 2
 
 
+def test_resume_with_fewer_epochs_than_done_is_refused_and_keeps_config_json(trained_run, dataset, tmp_path):
+    """``--resume --epochs=2`` on a run at epoch 9 exited 0 and rewrote config.json to say 2 (issue 25)."""
+    out = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    train(partial_ce, partial_ce.Config(), _tiny(dataset, out, resume=True, epochs=2))
+    before = (out / "config.json").read_bytes()
+    with pytest.raises(ConfigError, match="has trained 2 epochs, more than epochs=1"):
+        train(partial_ce, partial_ce.Config(), _tiny(dataset, out, resume=True, epochs=1))
+    assert (out / "config.json").read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [

@@ -65,3 +65,12 @@ def test_colorize_paints_classes_and_blacks_out_void():
     assert (
         out[0, 0].tolist() == [10, 20, 30] and out[1, 1].tolist() == [200, 100, 0] and out[1, 0].tolist() == [0, 0, 0]
     )
+
+
+def test_a_resumed_run_keeps_the_epoch_before_its_checkpoint(quick_config):
+    """The last epoch record before the checkpoint vanished from the curves after --resume (issue 25)."""
+    config = replace(quick_config, device="cpu", epochs=1)
+    train(supervised, supervised.Config(), config)
+    train(supervised, supervised.Config(), replace(config, epochs=2, resume=True))
+    speed = [e.step for e in read_events(Path(config.out)).Scalars("speed/images_per_s")]
+    assert speed == [3, 6]  # one per epoch: 12 images in batches of 4

@@ -22,6 +22,7 @@ import numpy as np
 from workbench.labels.weak_labels import UNLABELED
 
 PROTOCOL_SEED = 0  # the one permutation behind every randomP:k protocol
+MAX_RANDOM_SPLIT = 10_000  # randomP:k draws k permutations: a bound, so a typo cannot run for hours
 RANDOM_PROTOCOL = re.compile(r"^random(\d+):(\d+)$")
 DEFAULT_RANDOM_PERCENT = 25
 RANDOM_SPLITS = 4  # splits 1-4, as SimFormer's
@@ -69,8 +70,8 @@ def random_novel(num_classes: int, percent: int, split: int, seed: int = PROTOCO
     """
     if not 0 < percent < 100:
         raise SplitError(f"random protocol percent must be in 1..99, got {percent}")
-    if split < 1:
-        raise SplitError(f"random protocol splits count from 1, got {split}")
+    if not 1 <= split <= MAX_RANDOM_SPLIT:
+        raise SplitError(f"random protocol split must be in 1..{MAX_RANDOM_SPLIT} (splits count from 1), got {split}")
     size = min(num_classes - 1, max(1, round(percent / 100 * num_classes)))
     rng = np.random.default_rng(seed)
     for _ in range(split):

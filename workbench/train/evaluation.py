@@ -68,7 +68,18 @@ def evaluate(
 
 
 def predict_files(run: str | Path, images: list[Path], out_dir: Path, device: str = "auto") -> list[Path]:
-    """Write one palette PNG index mask per image into ``out_dir``."""
+    """Write one palette PNG index mask per image into ``out_dir`` (``NAME.png`` for image ``NAME.*``).
+
+    Two images of one name (``a/x.jpg``, ``b/x.png``) would write one mask over the other: refused first.
+    """
+    by_stem: dict[str, Path] = {}
+    for path in map(Path, images):
+        if path.stem in by_stem:
+            raise DatasetError(
+                f"{by_stem[path.stem]} and {path} would both be predicted into {out_dir / (path.stem + '.png')}; "
+                "predict them into separate --out folders"
+            )
+        by_stem[path.stem] = path
     method, model, cfg = load_run(run, device)
     colors = cfg["dataset"]["colors"]
     written = []

@@ -31,7 +31,7 @@ from workbench.methods import config_field, is_weak_shot, optional_hook
 from workbench.modeling.backbones import ModelError
 from workbench.train import checkpoint as ckpt
 from workbench.train import dist, tensorboard
-from workbench.train.config import TrainConfig, TrainingError, check_numbers, pick_device
+from workbench.train.config import ConfigError, TrainConfig, TrainingError, check_numbers, pick_device
 from workbench.train.data import (
     check_weak_label_coverage,
     data_fingerprint,
@@ -198,6 +198,11 @@ def setup_run(
         if dist.is_main():
             ckpt.claim_run_dir(run_dir, config.resume, config.overwrite)  # holding the lock: now the folder is ours
         start_epoch = resume(run_dir, model, optimizer, scheduler, identity) if config.resume else 0
+        if start_epoch > config.epochs:  # before config.json is rewritten to say fewer epochs than were run
+            raise ConfigError(
+                f"--resume: {run_dir} has trained {start_epoch} epochs, more than epochs={config.epochs}; resume "
+                f"with --epochs >= {start_epoch} to go on, or evaluate the run as it is (`eval`)"
+            )
         if dist.is_main():
             ckpt.mark_run_dir(run_dir)  # before any run file: the run is the workbench's (a resumed old one too)
             if start_epoch > 0:

@@ -51,8 +51,9 @@ class Board:
         if not resume_step:  # a fresh run in an old folder starts fresh curves, as metrics.jsonl does
             for old in run_dir.glob(EVENT_GLOB):
                 old.unlink()
-        # purge_step: a resumed run repeats the steps after its checkpoint; TensorBoard hides the old ones
-        self.writer = SummaryWriter(str(run_dir), purge_step=resume_step or None)
+        # purge_step: a resumed run repeats the steps after its checkpoint, TensorBoard hides the old ones; the
+        # checkpoint's own step (its epoch record, kept in metrics.jsonl too) stays: purging drops steps >= it
+        self.writer = SummaryWriter(str(run_dir), purge_step=resume_step + 1 if resume_step else None)
 
     def log(self, record: dict) -> None:
         """Write the scalars of one ``metrics.jsonl`` record (step, epoch or final records)."""
