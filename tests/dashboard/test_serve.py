@@ -55,3 +55,38 @@ def test_every_start_up_error_is_one_line(synthetic_root, tmp_path, capsys):
             assert "Traceback" not in err and words in err, (case, err)
     finally:
         busy.close()
+
+
+def test_a_refused_start_up_leaves_no_store_in_the_dataset_folder(dataset, capsys):
+    """Issue 25: a refused start-up left annotations.sqlite in the dataset folder (bad split, busy port)."""
+    import socket
+
+    import workbench.dashboard.serve as app
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        for argv in (
+            ["--data", str(dataset), "--split", "bogus"],
+            ["--data", str(dataset), "--port", str(busy.getsockname()[1])],
+        ):
+            assert app.main(argv) == 2, argv
+            assert capsys.readouterr().err.startswith("dashboard: error: ")
+            assert not list(dataset.glob("annotations.sqlite*")), argv
+    finally:
+        busy.close()
+
+
+def test_a_store_that_was_there_stays_after_a_refused_start_up(dataset, synthetic_root, capsys):
+    import workbench.dashboard.serve as app
+    from workbench.annotations.store import AnnotationStore
+    from workbench.data.folder import load_dataset_info
+    from workbench.labels.weak_labels import Point
+
+    info = load_dataset_info(dataset)
+    with AnnotationStore(dataset / "annotations.sqlite", info.classes) as store:
+        store.add("train_0000", Point(1, 1, 0), (32, 32))
+    assert app.main(["--data", str(dataset), "--port", "99999"]) == 2
+    with AnnotationStore(dataset / "annotations.sqlite", info.classes) as store:
+        assert store.images() == ["train_0000"]

@@ -626,3 +626,10 @@ def import_new(store: AnnotationStore, weak_by_name: dict[str, WeakLabels]) -> i
     labels = {n: new_annotations(w, store.weak_labels(n) if n in stored else None) for n, w in weak_by_name.items()}
     labels = {n: w for n, w in labels.items() if w.points or w.scribbles or w.boxes or w.tags}
     return store.import_weak_label_set(WeakLabelSet(store.classes, labels)) if labels else 0
+
+
+def remove_store(path: str | Path) -> None:
+    """Delete a store file and its WAL and shared-memory companions: only for a store this process has
+    just created and that nothing was written to (a dashboard whose start-up failed)."""
+    for part in (Path(path), Path(f"{path}-wal"), Path(f"{path}-shm")):
+        part.unlink(missing_ok=True)

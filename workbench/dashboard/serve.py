@@ -14,6 +14,7 @@ import traceback
 
 import panel as pn
 
+from workbench.annotations.store import remove_store
 from workbench.dashboard.app import Dashboard
 from workbench.dashboard.retrainer import leave_a_core
 from workbench.dashboard.security import bind_address
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except STARTUP_ERRORS as err:
         session.close()
+        if session.created_store:  # this start-up made it, empty: a refused start-up leaves nothing behind
+            remove_store(session.workspace.store.path)
         return _startup_failed(err, args)
     print(f"dashboard on http://{address}:{args.port} ({'exposed' if args.expose else 'local only'})")
     server.start()

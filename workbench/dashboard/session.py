@@ -37,7 +37,7 @@ import param
 import torch
 from torch import nn
 
-from workbench.annotations.store import STORE_FILE, AnnotationStore
+from workbench.annotations.store import STORE_FILE, AnnotationStore, remove_store
 from workbench.dashboard.outputs import (
     UNCERTAINTY,
     ModelOutputs,
@@ -54,7 +54,7 @@ from workbench.dashboard.workspace import (
     EditHistory,
     SessionError,
 )
-from workbench.data.folder import DatasetInfo, load_dataset_info, read_image
+from workbench.data.folder import DatasetInfo, list_split, load_dataset_info, read_image
 from workbench.data.synthetic import ensure_synthetic
 from workbench.labels.splits import ClassSplit
 from workbench.labels.weak_labels import WeakLabels, WeakLabelSet
@@ -73,6 +73,8 @@ class DashboardSession(param.Parameterized):
     Every tab made with :meth:`new_tab` shares ``workspace``, ``outputs`` and ``retrainer``;
     the params (image, class, overlay, brush...) and the undo history are each tab's own.
     """
+
+    created_store = False  # open() made the store file (a refused start-up removes it again)
 
     index = param.Integer(default=0, bounds=(0, None), doc="position of the current image in the split")
     active_class = param.Selector(default=0, objects=[0], doc="class of new points and scribbles")
@@ -217,10 +219,21 @@ class DashboardSession(param.Parameterized):
             work_size, run_dir, cfg = None, None, None
         store_path = Path(store) if store is not None else (run_dir or info.root) / STORE_FILE
         out_dir = Path(out) if out is not None else (run_dir / "dashboard" if run_dir else Path("runs/dashboard"))
-        return cls(
-            info, AnnotationStore(store_path, info.classes), module, method_config, model, split=split,
-            work_size=work_size, novel=novel, run_dir=run_dir, out_dir=out_dir, run_config=cfg, **params,
-        )  # fmt: skip
+        list_split(info, split)  # a bad split fails before a store file is created
+        created = not store_path.exists()
+        annotations = AnnotationStore(store_path, info.classes)
+        try:
+            session = cls(
+                info, annotations, module, method_config, model, split=split, work_size=work_size, novel=novel,
+                run_dir=run_dir, out_dir=out_dir, run_config=cfg, **params,
+            )  # fmt: skip
+        except BaseException:
+            annotations.close()
+            if created:
+                remove_store(store_path)
+            raise
+        session.created_store = created
+        return session
 
     def close(self) -> None:
         """Stop a running retrain and close the store; every later edit says the session is closed."""
