@@ -67,6 +67,9 @@ LS_POINT_SIZE = 1.0  # keypoint marker size in Label Studio, percent of the imag
 _LS_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio renames uploads to HASH-name.png
 
 
+MAX_IMPORT_SIDE = 32_768  # image side a file's mask or stroke may be decoded at (1 GiB of bool at most)
+
+
 class InterchangeError(WeakLabelError):
     """A file in one of the tools' formats that cannot be read or written (the message names the place)."""
 
@@ -108,16 +111,22 @@ def import_labels(
     _check_format(fmt)
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
         raise InterchangeError(f"{path}: cannot read it ({err}); pass a file exported from {fmt}") from None
+    except UnicodeDecodeError as err:
+        raise InterchangeError(
+            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); pass the {fmt} export"
+        ) from None
     reader = {"labelstudio": _labelstudio_import, "cvat": _cvat_import, "coco": _coco_import}[fmt]
     try:
         file_classes, labels, masks = reader(text, classes, path)
-    except (KeyError, TypeError, ValueError, IndexError) as err:
+    except RecursionError:
+        raise InterchangeError(f"{path}: nested too deeply to be a {fmt} export") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, StopIteration, OverflowError) as err:
         if isinstance(err, WeakLabelError):
             raise
-        raise InterchangeError(
+        raise InterchangeError(  # a field of the wrong type or missing: the file is not what it claims
             f"{path}: not a {fmt} export this workbench can read ({type(err).__name__}: {err})"
         ) from None
     if classes is not None and file_classes is not None and tuple(file_classes) != tuple(classes):
@@ -232,6 +241,10 @@ def ls_rle_encode(region: np.ndarray) -> list[int]:
 
 def ls_rle_decode(rle: Sequence[int], height: int, width: int) -> np.ndarray:
     """Label Studio brush RLE -> boolean ``(H, W)`` region (alpha > 0)."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_IMPORT_SIDE for v in (height, width)):
+        raise InterchangeError(f"brush image size {height}x{width} must be whole numbers 1..{MAX_IMPORT_SIDE}")
+    if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in rle):
+        raise InterchangeError("brush RLE must be a list of bytes 0..255; re-export the task from Label Studio")
     bits = np.unpackbits(np.asarray(rle, dtype=np.uint8))
     pos = 0
 
@@ -385,7 +398,10 @@ def _labelstudio_import(text: str, classes: Sequence[str] | None, path: Path):
                 x0, y0 = value["x"] / 100 * w, value["y"] / 100 * h
                 boxes.append(Box(y0, x0, y0 + value["height"] / 100 * h, x0 + value["width"] / 100 * w, cls))
             else:
-                region = ls_rle_decode(value["rle"], h, w)
+                try:
+                    region = ls_rle_decode(value["rle"], h, w)
+                except InterchangeError as err:  # name the file and task: the decoder knows neither
+                    raise InterchangeError(f"{where}: {err}") from None
                 if r["from_name"] == LS_MASK:
                     mask = np.full((h, w), UNLABELED, np.uint8) if mask is None else mask
                     mask[region] = cls
@@ -619,17 +635,41 @@ def _coco_import(text: str, classes: Sequence[str] | None, path: Path):
 
 
 def _coco_region(segmentation, h: int, w: int, where: str) -> np.ndarray:
-    """Boolean mask of a COCO segmentation: RLE (compressed or not) or polygons."""
+    """Boolean mask of a COCO segmentation: RLE (compressed or not) or polygons, each checked before
+    pycocotools sees it (a NaN vertex made it allocate 19 GB; a run length past uint32 overflowed)."""
     m = _mask_utils()
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_IMPORT_SIDE for v in (h, w)):
+        raise InterchangeError(f"{where}: image size {h}x{w} must be positive whole numbers up to {MAX_IMPORT_SIDE}")
     if isinstance(segmentation, list):
+        for polygon in segmentation:
+            _check_polygon(polygon, h, w, where)
         rle = m.merge(m.frPyObjects(segmentation, h, w))
-    elif isinstance(segmentation.get("counts"), list):
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        counts = segmentation["counts"]
+        if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**32 for c in counts):
+            raise InterchangeError(f"{where}: RLE counts must be whole numbers 0..2^32-1")
+        if sum(counts) != h * w:
+            raise InterchangeError(f"{where}: RLE counts cover {sum(counts)} pixels, the image has {h * w}")
         rle = m.frPyObjects(segmentation, h, w)
-    else:
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), str):
         rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
+    else:
+        raise InterchangeError(
+            f"{where}: segmentation must be polygons or an RLE dict, got {type(segmentation).__name__}"
+        )
     if list(rle["size"]) != [h, w]:
         raise InterchangeError(f"{where}: segmentation size {list(rle['size'])} differs from the image's [{h}, {w}]")
     return m.decode(rle).astype(bool)
+
+
+def _check_polygon(polygon, h: int, w: int, where: str) -> None:
+    """A COCO polygon: at least 3 finite (x, y) vertices near the image."""
+    if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+        raise InterchangeError(f"{where}: a polygon needs an even number of at least 6 coordinates (x1, y1, x2, ...)")
+    values = np.asarray([v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in polygon])
+    reach = 2 * max(h, w)
+    if not (np.isfinite(values).all() and (np.abs(values) <= reach).all()):
+        raise InterchangeError(f"{where}: polygon coordinates must be finite numbers within {reach} px of the image")
 
 
 # ----------------------------------------------------------------------------- the annotation store
