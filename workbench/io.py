@@ -71,6 +71,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def palette_bytes(colors: Sequence[Sequence[int]] | np.ndarray) -> list[int]:
     """A 768-entry PIL palette: the class colors, then white for ignore (255) and black elsewhere."""
     pal = np.zeros((256, 3), dtype=np.uint8)

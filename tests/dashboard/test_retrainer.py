@@ -40,3 +40,39 @@ def test_a_finished_retrain_is_a_new_version_and_the_gate_decides_if_it_is_curre
 def test_an_unknown_mode_is_refused(synthetic_root, tmp_path):
     with pytest.raises(SessionError, match="unknown retrain mode"):
         retrainer(synthetic_root, tmp_path).start("slow", 0)
+
+
+def two_versions_on_disk(r: Retrainer) -> None:
+    """Versions 0 and 1 of ``r``, both moved out of memory."""
+    r.max_in_memory = 2
+    r.workspace.add_point(0, row=10.0, col=10.0, cls=1, history=EditHistory())
+    r.outputs.evaluate_model = lambda model, split="val": {"miou": 0.5, "per_class_iou": {}}
+    for _ in range(3):
+        r.start("quick", 0)
+        assert r.trainer.join(120)
+        r.poll(accept_worse=True)
+        r.limit_memory()
+
+
+def test_a_version_file_swapped_on_disk_is_refused_naming_it(synthetic_root, tmp_path):
+    """Issue 25: a swapped vN.pt loaded and showed another version's mIoU."""
+    r = retrainer(synthetic_root, tmp_path)
+    two_versions_on_disk(r)
+    on_disk = [v for v in r.versions if v.kept == "disk"]
+    assert on_disk, r.version_table()
+    victim = on_disk[0]
+    victim.path.write_bytes(b"not the weights this dashboard wrote")
+    with pytest.raises(SessionError, match=f"model version {victim.number}: .* changed on disk"):
+        r.use_version(victim.number)
+
+
+def test_two_dashboards_on_one_run_write_their_versions_apart(synthetic_root, tmp_path):
+    """Issue 25: two dashboards on one run wrote the same vN.pt, so a rollback loaded the other's weights."""
+    first, second = retrainer(synthetic_root, tmp_path), retrainer(synthetic_root, tmp_path)
+    assert first.out_dir == second.out_dir and first.versions_dir != second.versions_dir
+    two_versions_on_disk(first)
+    two_versions_on_disk(second)
+    for r in (first, second):
+        for v in (v for v in r.versions if v.kept == "disk"):
+            assert v.path.parent == r.versions_dir
+            r.weights(v)  # its own file, unchanged: loads

@@ -593,7 +593,8 @@ def test_old_versions_leave_memory_but_the_current_and_the_best_stay(synthetic_r
     retrain_times(s, 3)
     table = {r["version"]: r["weights"] for r in s.version_table()}
     assert table == {0: "disk", 1: "memory", 2: "disk", 3: "memory"} and s.model_version == 3
-    assert "v2 moved to" in s.message and (tmp_path / "out" / "versions" / "v2.pt").is_file()
+    assert "v2 moved to" in s.message and (s.retrainer.versions_dir / "v2.pt").is_file()
+    assert s.retrainer.versions_dir.parent == tmp_path / "out" / "versions"
     s.use_version(0)  # back from disk, the exact weights
     assert np.allclose(s.probabilities(), opened)
     assert {r["version"]: r["weights"] for r in s.version_table()} == {0: "memory", 1: "memory", 2: "disk", 3: "disk"}

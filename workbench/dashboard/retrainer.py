@@ -9,7 +9,9 @@ version's number) as soon as training ends, while the gate's val evaluation stil
 mask follows an edit before the slower check has finished; nothing is replaced before the gate.
 
 At most ``max_in_memory`` versions keep their weights in memory; older ones move to
-``<out>/versions/v<N>.pt`` (or are dropped, with a message, when that cannot be written). The
+``<out>/versions/<dashboard>/v<N>.pt``, one folder per dashboard so that two dashboards on one
+run never write each other's files, each file checked against the SHA-256 it was written with before
+it is loaded again (or dropped, with a message, when that cannot be written). The
 current, the best and a pending version always stay in memory.
 """
 
@@ -17,10 +19,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import io
 import math
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,7 @@ from torch import nn
 from workbench.dashboard.outputs import ModelOutputs
 from workbench.dashboard.workspace import AnnotationWorkspace, SessionError
 from workbench.data.folder import read_mask
+from workbench.io import atomic_write_bytes
 from workbench.labels.weak_labels import (
     WeakLabelError,
     WeakLabels,
@@ -280,6 +286,7 @@ class ModelVersion:
     state: dict | None
     summary: dict
     path: Path | None = None
+    sha256: str | None = None  # of the file at ``path``, taken when this dashboard wrote it
 
     @property
     def kept(self) -> str:
@@ -319,6 +326,8 @@ class Retrainer:
         self.preview: tuple[int, int] | None = None  # (version, image) shown before the gate decided
         self.retrain_runs: list[Path] = []
         self._issued = 0  # highest version number handed to a job (numbers are never reused)
+        # this dashboard's own folder for versions moved out of memory: another one on the run has its own
+        self.versions_dir = self.out_dir / "versions" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
     @property
     def method(self) -> ModuleType:
@@ -561,20 +570,22 @@ class Retrainer:
         for v in held:
             if v.number in keep:
                 continue
-            path = self.out_dir / "versions" / f"v{v.number}.pt"
+            path = self.versions_dir / f"v{v.number}.pt"
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(v.state, path)
-                v.path = path
+                buffer = io.BytesIO()
+                torch.save(v.state, buffer)
+                atomic_write_bytes(path, buffer.getvalue())
+                v.path, v.sha256 = path, hashlib.sha256(buffer.getvalue()).hexdigest()
                 moved.append(v.number)
             except OSError as err:
                 dropped.append(f"v{v.number} ({err.strerror or err})")
             v.state = None
         note = ""
         if moved:
-            note += f"; {', '.join(f'v{n}' for n in moved)} moved to {self.out_dir / 'versions'} (memory keeps {self.max_in_memory})"
+            note += f"; {', '.join(f'v{n}' for n in moved)} moved to {self.versions_dir} (memory keeps {self.max_in_memory})"
         if dropped:
-            note += f"; dropped {', '.join(dropped)}: could not write to {self.out_dir / 'versions'}"
+            note += f"; dropped {', '.join(dropped)}: could not write to {self.versions_dir}"
         return note
 
     def weights(self, version: ModelVersion) -> dict:
@@ -585,9 +596,15 @@ class Retrainer:
                 f"model version {version.number} was dropped from memory (its file could not be written)"
             )
         try:
-            return torch.load(version.path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as err:
+            data = version.path.read_bytes()
+        except OSError as err:
             raise SessionError(f"model version {version.number}: cannot read {version.path} ({err})") from None
+        if hashlib.sha256(data).hexdigest() != version.sha256:
+            raise SessionError(
+                f"model version {version.number}: {version.path} changed on disk since this dashboard wrote it "
+                "(its SHA-256 differs); it is not loaded: pick another version"
+            )
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
     def use_version(self, number: int) -> ModelVersion:
         """Make model version ``number`` current again (its weights, cached outputs and val summary)."""
