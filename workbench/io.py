@@ -36,10 +36,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, default_mode(0o666))  # mkstemp makes 0600: the file gets what open() would give it
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
         os.close(fd)
+
+
+def process_umask() -> int:
+    """The umask, read without changing it (``os.umask`` can only be read by setting it, which races with
+    other threads creating files); from /proc on Linux, else by the set-and-restore fallback."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def default_mode(full: int) -> int:
+    """``full`` (0o666 for a file, 0o777 for a folder) less the process umask: what ``open``/``mkdir`` give."""
+    return full & ~process_umask()
 
 
 def remove_stale_temps(path: str | Path, keep: Path | None = None) -> list[Path]:

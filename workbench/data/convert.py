@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from workbench.data.folder import DatasetError
-from workbench.io import save_index_png
+from workbench.io import default_mode, save_index_png
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -69,7 +69,9 @@ def _new_tmp(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out}: exists and is not empty; choose a new --out folder")
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(default_mode(0o777))  # mkdtemp makes 0700: the dataset gets what mkdir would give it
+    return tmp
 
 
 def convert_voc(src: str | Path, out: str | Path, splits: tuple[str, ...] = ("train", "val")) -> Path:

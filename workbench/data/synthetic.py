@@ -28,7 +28,7 @@ from PIL import Image
 from skimage.draw import disk, polygon
 
 from workbench import ownership
-from workbench.io import save_index_png
+from workbench.io import default_mode, save_index_png
 from workbench.ownership import DATASET_FILE, OwnershipError
 
 STUFF = ("sky", "grass", "sand")
@@ -182,6 +182,7 @@ def generate(root: str | Path, config: SyntheticConfig = SyntheticConfig()) -> P
     where = Path(os.path.abspath(root))  # "." has no name to put a temp folder beside
     where.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.", dir=where.parent))
+    tmp.chmod(default_mode(0o777))  # mkdtemp makes 0700: the dataset gets what mkdir would give it
     try:
         files = _write_dataset(tmp, config)
         ownership.write_marker(tmp, OWNER_KIND, files)
