@@ -268,3 +268,18 @@ def test_a_decompression_bomb_is_refused_in_validate_train_and_predict(dataset, 
     smaller.write_bytes(_png_claiming(12_000, 10_000))
     with pytest.raises(DatasetError, match="12000x10000 pixels, over the limit of 89 megapixels"):
         read_image(smaller)
+
+
+def test_a_split_with_other_images_than_dataset_json_counts_is_refused_by_train(dataset, tmp_path, capsys):
+    """Issue 25: `data validate` reported the mismatch, `train` trained on the partial split without a word."""
+    info = load_dataset_info(dataset)
+    name = list_split(info, "train")[-1]
+    info.image_path("train", name).unlink()
+    info.mask_path("train", name).unlink()
+    out = tmp_path / "run"
+    argv = ["train", "--method", "partial_ce", "--data", str(dataset), "--out", str(out), "--epochs", "1"]
+    assert main(argv) == 2
+    assert f"splits.train says {info.splits['train']} images, the folder has {info.splits['train'] - 1}" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from workbench.data.augment import Augment
 from workbench.data.dataset import SegmentationDataset, parse_supervision
-from workbench.data.folder import DatasetInfo, load_dataset_info
+from workbench.data.folder import DatasetError, DatasetInfo, list_split, load_dataset_info
 from workbench.data.synthetic import SyntheticConfig, ensure_synthetic
 from workbench.labels.splits import ClassSplit
 from workbench.labels.weak_labels import WeakLabelError, load_weak_labels
@@ -52,6 +52,8 @@ def supervision_for(method: ModuleType, config: TrainConfig) -> str:
 
 def make_datasets(method: ModuleType, config: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset]:
     info = dataset_info(config)
+    for name in (config.train_split, config.val_split):
+        check_split_count(info, name)
     split = class_split(info, config)
     weak = load_weak_labels(config.weak_labels) if config.weak_labels else None
     train_ds = SegmentationDataset(
@@ -65,6 +67,20 @@ def make_datasets(method: ModuleType, config: TrainConfig) -> tuple[Segmentation
     if weak is not None:
         check_weak_label_coverage(train_ds.names, weak, config)  # no match: an error before any setup
     return train_ds, val_ds
+
+
+def check_split_count(info: DatasetInfo, split: str) -> None:
+    """A split whose folder holds another number of images than dataset.json says (a partial copy, a
+    stale count) is refused, as ``data validate`` reports it, instead of training on it without a word."""
+    declared = info.splits.get(split)
+    if declared is None:  # a carved split (tune, train-tune) or one dataset.json does not count
+        return
+    found = len(list_split(info, split))
+    if found != declared:
+        raise DatasetError(
+            f"{info.root}/dataset.json: splits.{split} says {declared} images, the folder has {found}; restore "
+            f"the missing images or correct the count (`python -m workbench data validate {info.root}` lists both)"
+        )
 
 
 def check_weak_label_coverage(names: list[str], weak, config: TrainConfig) -> str:
