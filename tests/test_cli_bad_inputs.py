@@ -3,6 +3,9 @@ writing nothing."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from workbench.annotations.interchange import export_labels
@@ -178,3 +181,25 @@ def test_predict_of_two_images_of_one_name_is_refused_before_writing(trained_run
     assert main([*argv, "--out", str(out)]) == 2
     assert "would both be predicted into" in capsys.readouterr().err
     assert not list(out.glob("*.png"))
+
+
+@pytest.mark.parametrize("code, why", [(28, "the disk is full"), (30, "the file system is read-only")])
+def test_a_full_disk_or_read_only_folder_is_one_line_naming_the_folder_and_keeps_the_old_file(
+    code, why, synthetic_root, tmp_path, monkeypatch, capsys
+):
+    """Issue 25: a full disk and a read-only folder were tracebacks (and blamed on the input)."""
+    import errno
+    import tempfile
+
+    out = tmp_path / "labels.json"
+    out.write_text("the user's earlier labels")
+
+    def refuse(*args, dir=None, **kwargs):
+        raise OSError(code, os.strerror(code), str(Path(dir) / ".labels.json.x.tmp"))
+
+    assert code in (errno.ENOSPC, errno.EROFS)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert main(["simulate", "--data", str(synthetic_root), "--kind", "points", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and why in err and f"into {tmp_path}" in err and "Traceback" not in err, err
+    assert out.read_text() == "the user's earlier labels"

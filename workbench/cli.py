@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import math
 import os
 import sys
@@ -575,6 +576,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def disk_error_message(err: OSError) -> str:
+    """One line for a write the disk refused: the path, why, and that what was there is kept (writes
+    go to a temporary file renamed into place, so a failed one replaces nothing)."""
+    why = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the file system is read-only",
+    }.get(err.errno, "permission denied")
+    name = Path(str(err.filename)) if err.filename else None
+    where = f"into {name.parent}" if name is not None and name.name.endswith(".tmp") else f"{name or 'a file'}"
+    return (
+        f"cannot write {where}: {why} ({err.strerror}); files already there were kept as they were: free space, "
+        "or write elsewhere (--out / --store)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the workbench's own errors print one line (``--debug``: the traceback)."""
     from workbench.annotations.store import AnnotationError
@@ -604,6 +624,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED if isinstance(err, TrainingError) else EXIT_USAGE
+    except OSError as err:
+        if debug or err.errno not in DISK_ERRNOS:
+            raise
+        print(f"error: {disk_error_message(err)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         if debug:
             raise

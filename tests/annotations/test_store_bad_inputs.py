@@ -121,3 +121,23 @@ def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(tmp_path):
 def test_a_store_needs_class_names(tmp_path, classes):
     with pytest.raises(AnnotationError, match="classes must be a non-empty list of class names"):
         AnnotationStore(tmp_path / "a.sqlite", classes)
+
+
+@pytest.mark.parametrize("sqlite_says", ["attempt to write a readonly database", "database or disk is full"])
+def test_a_read_only_folder_or_full_disk_is_not_blamed_on_the_store(sqlite_says, tmp_path, monkeypatch):
+    """Issue 25: both were reported as "not a workbench store", sending the user after a good file."""
+    import sqlite3
+
+    def refuse(self):
+        raise sqlite3.OperationalError(sqlite_says)
+
+    monkeypatch.setattr(AnnotationStore, "_open", refuse)
+    with pytest.raises(AnnotationError, match="cannot write the annotation store there") as info:
+        AnnotationStore(tmp_path / "s.sqlite", ["a", "b"])
+    assert "not a readable" not in str(info.value)
+
+
+def test_a_file_that_is_no_store_is_still_called_so(tmp_path):
+    (tmp_path / "garbage.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(AnnotationError, match="not a readable annotation store"):
+        AnnotationStore(tmp_path / "garbage.sqlite", ["a", "b"])

@@ -55,6 +55,14 @@ BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another writer before givi
 MAX_NAME_CHARS = 1024
 
 
+DISK_REFUSALS = ("readonly", "read-only", "unable to open", "disk i/o", "disk is full", "or disk is full")
+
+
+def is_disk_refusal(err: sqlite3.Error) -> bool:
+    """SQLite's word for a folder it may not write or a full disk (not for a file that is no store)."""
+    return isinstance(err, sqlite3.OperationalError) and any(k in str(err).lower() for k in DISK_REFUSALS)
+
+
 class AnnotationError(WeakLabelError):
     """A store that cannot be opened or an edit that cannot be made (the message says how to fix it)."""
 
@@ -245,6 +253,11 @@ class AnnotationStore:
             self._open()
         except sqlite3.DatabaseError as err:
             self._db.close()
+            if is_disk_refusal(err):  # the place, not the file: blaming the store would send the user astray
+                raise AnnotationError(
+                    f"{self.path}: cannot write the annotation store there ({err}); the file, if there is one, "
+                    "was kept as it was: free space, or pass a --store on a writable disk"
+                ) from None
             raise AnnotationError(
                 f"{self.path}: not a readable annotation store ({err}); pass a store written by the "
                 "workbench or a new file name"
