@@ -586,7 +586,7 @@ def disk_error_message(err: OSError) -> str:
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is used up",
         errno.EROFS: "the file system is read-only",
-    }.get(err.errno, "permission denied")
+    }.get(err.errno or 0, "permission denied")
     name = Path(str(err.filename)) if err.filename else None
     where = f"into {name.parent}" if name is not None and name.name.endswith(".tmp") else f"{name or 'a file'}"
     return (
