@@ -106,7 +106,7 @@ def import_labels(
     """Read a file in format ``fmt``: ``(weak labels, masks)`` keyed by image name (file stem).
 
     ``classes`` (the dataset's class names) maps label names to indices; CVAT and COCO files
-    carry their own list, which must then agree with ``classes`` when both are given.
+    carry their own list (under any ids, in any order), whose names must then be among ``classes``.
     """
     _check_format(fmt)
     path = Path(path)
@@ -129,9 +129,10 @@ def import_labels(
         raise InterchangeError(  # a field of the wrong type or missing: the file is not what it claims
             f"{path}: not a {fmt} export this workbench can read ({type(err).__name__}: {err})"
         ) from None
-    if classes is not None and file_classes is not None and tuple(file_classes) != tuple(classes):
+    unknown = sorted(set(file_classes or ()) - set(classes or file_classes or ()))
+    if unknown:  # labels are matched by class name: other ids or another order are fine, other names are not
         raise InterchangeError(
-            f"{path}: its classes {list(file_classes)} differ from the dataset's {list(classes)}; "
+            f"{path}: its classes {unknown} are not among the dataset's {list(classes or ())}; "
             "import with the dataset the labels were made for"
         )
     names = tuple(classes if classes is not None else file_classes or ())
