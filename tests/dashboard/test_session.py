@@ -498,6 +498,18 @@ def test_each_tab_has_its_own_view_state_and_undo_over_one_shared_store(session)
     assert a.undo() and any(i.row == 3 for i in b.items().values())
 
 
+def test_undoing_a_move_of_a_point_another_tab_removed_leaves_it_removed(session):
+    """Issue 25: after tab B undid its point, tab A's undo of moving that point brought it back."""
+    a, b = session.new_tab(), session.new_tab()
+    b.index = a.index = 0
+    point = b.add_point(10, 10, cls=2)
+    a.move_point(point, 12, 12)
+    assert b.undo() and a.items() == {} == b.items()  # b's add taken back (and with it the point a moved)
+    a.undo()
+    assert a.items() == {} == b.items(), "a's undo of the move brought the removed point back"
+    assert not a.redo()  # the dropped move is not kept for a redo either
+
+
 def test_a_retrain_started_in_one_tab_shows_in_every_tab(session):
     a, b = session.new_tab(), session.new_tab()
     a.accept_worse = True

@@ -230,22 +230,29 @@ class AnnotationWorkspace:
         self.store.remove_many(self.names[i], [c[1] for c in changes])
         self._did(i, history, changes[0] if len(changes) == 1 else ["group", None, changes, None])
 
-    def _apply(self, index: int, change: list, side: int, history: EditHistory) -> None:
+    def _apply(self, index: int, change: list, side: int, history: EditHistory) -> bool:
         """Put item ``change[1]`` in its state before (``side=0``) or after (``side=1``) the edit; a
-        ``group`` record (``change[2]`` holds its edits) is applied whole, newest first when undone."""
+        ``group`` record (``change[2]`` holds its edits) is applied whole, newest first when undone.
+
+        Only this tab's own add or remove brings an item back: undoing a move of a point another tab has
+        since removed leaves it removed. Returns whether the store changed."""
         kind, item_id, before, after = change
         if kind == "group":
-            for part in reversed(before) if side == 0 else before:
-                self._apply(index, part, side, history)
-            return
+            parts = reversed(before) if side == 0 else before
+            return any([self._apply(index, part, side, history) for part in parts])
         image, item_id, target = self.names[index], history.current_id(item_id), (before, after)[side]
         current = self.store.items(image).get(item_id)
-        if current is None and target is not None:  # removed: add it again (a new id that stands for the old)
-            history.ids[item_id] = self.store.add(image, target, self.size(index))
+        if current is None and target is not None:
+            if kind == "replace":  # another tab removed the item this tab moved: the removal stands
+                return False
+            history.ids[item_id] = self.store.add(image, target, self.size(index))  # a new id for the old
         elif current is not None and target is None:
             self.store.remove(image, item_id)
         elif current is not None:
             self.store.replace(image, item_id, target)
+        else:
+            return False
+        return True
 
     def step_history(self, index: int, history: EditHistory, undo: bool) -> bool:
         """Undo (or redo) ``history``'s latest edit of image ``index``; False when there is none."""
@@ -262,9 +269,9 @@ class AnnotationWorkspace:
                 dest.setdefault(image, []).append(stack.pop())
         elif stack:  # other tabs edited it too: take back only this tab's own latest edit
             change = stack.pop()
-            self._apply(i, change, 0 if undo else 1, history)
-            dest.setdefault(image, []).append(change)
-            done = True
+            done = self._apply(i, change, 0 if undo else 1, history)
+            if done:  # an edit whose item another tab removed is dropped, not kept for a redo
+                dest.setdefault(image, []).append(change)
         else:
             done = False
         self.revision += 1
