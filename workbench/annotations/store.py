@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.data.folder import DatasetInfo, list_split, read_image
+from workbench.data.folder import DatasetInfo, image_size, list_split, read_image
 from workbench.io import save_index_png
 from workbench.labels.weak_labels import (
     Box,
@@ -185,8 +185,11 @@ def _check_size(size, image: str) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _check_item(item, size: tuple[int, int], num_classes: int, image: str) -> Item:
-    """A clean copy of ``item`` (plain floats and ints) or :class:`AnnotationError` naming the bad field."""
+def _check_item(item, size: tuple[int, int], num_classes: int, image: str, validated: bool = False) -> Item:
+    """A clean copy of ``item`` (plain floats and ints) or :class:`AnnotationError` naming the bad field.
+
+    ``validated``: the caller has validated the image's labels of this ``size`` as a whole (an import),
+    so the item is not validated again on its own (that doubled the time of a large import)."""
     where = f"image {image!r}"
     if isinstance(item, Point):
         item = Point(
@@ -222,7 +225,8 @@ def _check_item(item, size: tuple[int, int], num_classes: int, image: str) -> It
         scribbles=(item,) if isinstance(item, Scribble) else (),
         boxes=(item,) if isinstance(item, Box) else (),
     )
-    weak.validate(num_classes, where=where)  # on the image, radius/width/vertex count
+    if not validated:
+        weak.validate(num_classes, where=where)  # on the image, radius/width/vertex count
     return item
 
 
@@ -405,7 +409,10 @@ class AnnotationStore:
             _check_name(name)
             weak.validate(len(self.classes), where=f"image {name!r}")
             size = _check_size((weak.height, weak.width), name)
-            items = [_check_item(i, size, len(self.classes), name) for i in weak.points + weak.scribbles + weak.boxes]
+            items = [
+                _check_item(i, size, len(self.classes), name, validated=True)
+                for i in weak.points + weak.scribbles + weak.boxes
+            ]
             checked[name] = (size, items, sorted(int(t) for t in weak.tags))
         with self._write() as db:
             for name, (size, items, tags) in sorted(checked.items()):
@@ -617,14 +624,18 @@ def fit_to_split(
         if name not in names:
             skipped[name] = f"no image {name!r} in split {split!r} of {info.root}"
             continue
-        size = size_of(name) if size_of is not None else read_image(info.image_path(split, name)).shape[:2]
+        size = size_of(name) if size_of is not None else image_size(info.image_path(split, name))
         if (weak.height, weak.width) != tuple(size):
             skipped[name] = f"image {name!r} was annotated at {weak.height}x{weak.width}, it is {size[0]}x{size[1]}"
             continue
-        try:
+        try:  # the store checks each item again as it stores it: here once per image, cheaply
             weak = check_on_image(weak.validate(info.num_classes, where=f"image {name!r}"), f"image {name!r}")
-            for item in weak.points + weak.scribbles + weak.boxes:
-                _check_item(item, (int(size[0]), int(size[1])), info.num_classes, name)
+            for i, b in enumerate(weak.boxes):
+                if b.row0 < 0 or b.col0 < 0 or b.row1 > size[0] or b.col1 > size[1]:
+                    raise AnnotationError(
+                        f"image {name!r}: box {i} ({b.row0},{b.col0})-({b.row1},{b.col1}) reaches off the "
+                        f"{size[0]}x{size[1]} image; keep 0<=row<={size[0]}, 0<=col<={size[1]}"
+                    )
         except WeakLabelError as err:
             skipped[name] = str(err)
             continue

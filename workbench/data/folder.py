@@ -257,6 +257,19 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DatasetError(f"{path}: unreadable or corrupt image ({err}); re-export or remove it") from None
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image from its header, without decoding the pixels."""
+    path = Path(path)
+    _check_regular(path, "image")
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: image file missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"{path}: unreadable or corrupt image ({err}); re-export or remove it") from None
+
+
 def _check_regular(path: Path, what: str) -> None:
     """Opening a FIFO blocks until someone writes to it: refuse anything but a regular file."""
     try:
