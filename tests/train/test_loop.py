@@ -223,3 +223,20 @@ def test_curve_scores_at_the_working_size_and_the_last_at_full_size(synthetic_ro
     labelled_small = sum(int((val_ds[i]["mask"] < 8).sum()) for i in range(len(val_ds)))
     assert np.sum(full["confusion_matrix"]) == labelled_full and labelled_full > 4 * 16 * 16
     assert np.sum(small["confusion_matrix"]) == labelled_small <= 4 * 16 * 16
+
+
+def test_pseudo_label_diagnostics_are_logged_over_training_not_only_at_the_end(quick_config):
+    """Issue 31 ask 5: single_stage's pseudo-label precision and coverage against ground truth at every
+    validation of the learning curve (diag_* of the epoch records), and on all training images at the end."""
+    from workbench.methods import single_stage
+    from workbench.train.checkpoint import read_jsonl
+
+    config = replace(quick_config, supervision="points", epochs=3, eval_every=1)
+    summary = train(single_stage, single_stage.Config(), config)
+    epochs = [r for r in read_jsonl(Path(config.out) / "metrics.jsonl") if "val_miou" in r and "epoch" in r]
+    curve = [r for r in epochs if "diag_pseudo_precision" in r]
+    assert [r["epoch"] for r in curve] == [1, 2]  # every validation before the last epoch
+    assert all(0.0 <= r["diag_pseudo_precision"] <= 1.0 and 0.0 <= r["diag_pseudo_coverage"] <= 1.0 for r in curve)
+    assert "pseudo_precision" in summary["train_diagnostics"]
+    plain = train(partial_ce, partial_ce.Config(), replace(config, out=config.out + "-pce", supervision="points"))
+    assert "train_diagnostics" not in plain  # a method without the hook logs none

@@ -116,13 +116,16 @@ def data_fingerprint(train_ds: SegmentationDataset, config: TrainConfig) -> str:
     return digest.hexdigest()[:16]
 
 
-def diagnostics_dataset(train_ds: SegmentationDataset, config: TrainConfig) -> SegmentationDataset:
-    """The training images with their training labels *and* ground truth, unaugmented: only for a
-    method's ``train_diagnostics`` report after training, never for a training batch."""
+def diagnostics_dataset(
+    train_ds: SegmentationDataset, config: TrainConfig, limit: int | None = None
+) -> SegmentationDataset:
+    """The training images (the first ``limit``) with their training labels *and* ground truth, unaugmented:
+    only for a method's ``train_diagnostics`` report, never for a training batch."""
+    limits = [n for n in (config.limit_train, limit) if n is not None]
     return SegmentationDataset(
         train_ds.info, config.train_split, "+".join(train_ds.kinds), size=train_ds.size, include_gt=True,
         weak_labels=load_weak_labels(config.weak_labels) if config.weak_labels else None,
-        simulation=config.simulation, class_split=train_ds.class_split, limit=config.limit_train,
+        simulation=config.simulation, class_split=train_ds.class_split, limit=min(limits) if limits else None,
     )  # fmt: skip
 
 

@@ -58,6 +58,9 @@ def build_model(method: ModuleType, num_classes: int, method_config, config: Tra
         ) from None
 
 
+DIAGNOSTIC_IMAGES = 32  # training images the diagnostics of a learning curve run on (the final ones: all)
+
+
 def train(
     method: ModuleType,
     method_config,
@@ -280,8 +283,20 @@ def train_epoch(run: TrainRun, epoch: int, should_stop: Callable[[], bool] | Non
         full = not config.curve_at_working_size
         summary = evaluate_and_show(run.board, run.step, method, run.model, run.val_ds, device, split, config, full)
         record["val_miou"] = summary["miou"]
+        record.update(diagnostics_during_training(run))
     run.log(record)
     return True
+
+
+def diagnostics_during_training(run: TrainRun) -> dict[str, float]:
+    """The method's ``train_diagnostics`` (e.g. pseudo-label precision and coverage against ground truth) on
+    the first :data:`DIAGNOSTIC_IMAGES` training images, as ``diag_*`` fields of the epoch record: a curve
+    of how the pseudo labels evolve, read from metrics.jsonl, never a training signal."""
+    diagnose = optional_hook(run.method, "train_diagnostics")
+    if diagnose is None or not dist.is_main():
+        return {}
+    subset = diagnostics_dataset(run.train_ds, run.config, DIAGNOSTIC_IMAGES)
+    return {f"diag_{k}": float(v) for k, v in diagnose(run.model, subset, run.device, run.method_config).items()}
 
 
 def save_epoch(run: TrainRun, epoch: int) -> None:
