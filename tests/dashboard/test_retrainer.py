@@ -32,6 +32,7 @@ def test_a_finished_retrain_is_a_new_version_and_the_gate_decides_if_it_is_curre
     assert r.trainer.join(120)
     state = r.poll()
     assert state["finished"] == "done"
+    assert "press 'make current'" in state["message"]  # the button's own label (issue 26 item 8)
     assert [v.number for v in r.versions] == [0, 1] and r.outputs.version == 0  # v1 listed, v0 still current
     assert r.pending is not None and r.accept_pending().number == 1 and r.outputs.version == 1
     assert r._new_number() == 2  # a number is never handed out twice

@@ -533,7 +533,7 @@ class Retrainer:
                 self.pending = version
                 message += (
                     f"; it lowered val mIoU {before:.3f} -> {after:.3f}, so v{self.outputs.version} stays current: "
-                    f"'use v{version.number}' takes it anyway"
+                    f"pick v{version.number} under versions and press 'make current' to take it anyway"
                 )
             else:
                 self.use_version(version.number)
