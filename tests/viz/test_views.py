@@ -363,6 +363,21 @@ def test_every_tab_builds_on_a_run_of_every_method(method_runs, name, tmp_path):
     s.close()
 
 
+@pytest.mark.parametrize("name, full", [("simformer", False), ("supervised", False), ("partial_ce", True)])
+def test_full_retrain_is_offered_only_where_it_can_run(method_runs, name, full, tmp_path):
+    """Issue 26 item 9: a weak-shot run offered *full* and refused it late, in the status line."""
+    from workbench.dashboard.app import Dashboard
+    from workbench.dashboard.session import DashboardSession
+
+    s = DashboardSession.open(run=method_runs[name], store=tmp_path / "s.sqlite")
+    d = Dashboard(s)
+    modes = next(w for w in d.sidebar.select(pn.widgets.RadioButtonGroup) if "quick" in w.options)
+    assert ("full" in modes.options) == full and modes.disabled != full and s.train_mode == "quick"
+    if not full:
+        assert "not from points, scribbles or boxes" in modes.description
+    s.close()
+
+
 def test_run_a_b_selection_updates_the_comparison(method_runs, tmp_path):
     from workbench.dashboard.app import Dashboard
     from workbench.dashboard.session import DashboardSession

@@ -154,6 +154,11 @@ class Dashboard(pn.viewable.Viewer):
     def _retrain_box(self) -> pn.Column:
         s = self.session
         mode = pn.widgets.RadioButtonGroup.from_param(s.param.train_mode, label="retrain mode")
+        refusal = s.retrainer.full_refusal()
+        if refusal is not None:  # offered only where it can run (a weak-shot run learns from masks and tags)
+            mode.options, mode.disabled = ["quick"], True
+            s.train_mode = "quick"
+            mode.description = f"full retrain: {refusal}"
         self.retrain_btn = pn.widgets.Button(label="Retrain", color="success", width=120)
         self.cancel_btn = pn.widgets.Button(label="Cancel", color="danger", width=120, disabled=True)
         self.progress = pn.indicators.Progress(value=0, max=100, width=250, active=False)

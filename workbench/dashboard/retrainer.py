@@ -460,14 +460,21 @@ class Retrainer:
                 labels[name] = simulate(mask, kinds, sim, key=name, num_classes=ws.info.num_classes)
         return labels
 
+    def full_refusal(self) -> str | None:
+        """Why a full retrain cannot run with this method (None: it can), known before anyone asks for one."""
+        if any(k in self.method.SUPERVISION for k in ANNOTATION_KINDS):
+            return None
+        return (
+            f"method {self.method.__name__.rsplit('.', 1)[-1]} learns from {self.method.SUPERVISION}, not from "
+            "points, scribbles or boxes; open a run of a sparse-label method (e.g. partial_ce) to retrain on annotations"
+        )
+
     def _full_training(self) -> Callable:
         ws = self.workspace
+        refusal = self.full_refusal()
+        if refusal is not None:
+            raise SessionError(refusal)
         kinds = [k for k in ANNOTATION_KINDS if k in self.method.SUPERVISION]
-        if not kinds:
-            raise SessionError(
-                f"method {self.method.__name__.rsplit('.', 1)[-1]} learns from {self.method.SUPERVISION}, not from "
-                "points, scribbles or boxes; open a run of a sparse-label method (e.g. partial_ce) to retrain on annotations"
-            )
         if not ws.store.images():
             raise SessionError("no annotations yet: add points or scribbles before a full retrain")
         out = self.out_dir / time.strftime("retrain-%Y%m%d-%H%M%S")
