@@ -61,6 +61,27 @@ def test_top_pixels_keep_their_distance():
     assert len(views.top_pixels(np.zeros((2, 2)), k=10, spacing=5)) == 1
 
 
+def test_where_to_click_skips_the_border_where_padding_makes_every_model_unsure():
+    """Issue 26 item 10: on CamVid the picks sat on the padded image border."""
+    values = np.zeros((100, 120))
+    values[0, :] = values[:, -1] = 1.0  # the border: most uncertain
+    values[40, 60], values[70, 20] = 0.8, 0.7
+    assert views.top_pixels(values, k=2, spacing=3) == [(40, 60), (70, 20)]
+    assert views.top_pixels(values, k=1, border=0.0) in ([(0, 0)], [(0, 1)], [(0, 119)])  # off: the border wins
+
+
+def test_the_uncertainty_bar_is_red_where_uncertain_and_the_miou_bar_green_where_good():
+    import pandas as pd
+
+    from workbench.dashboard.app import GOOD_TO_BAD, image_table
+
+    frame = pd.DataFrame({"index": [0], "uncertainty": [0.9]})
+    unsure = image_table(frame, "uncertainty", 100, lambda i: None, high_is_good=False)
+    good = image_table(frame.rename(columns={"uncertainty": "miou"}), "miou", 100, lambda i: None)
+    assert unsure.formatters["uncertainty"]["color"][-1] == GOOD_TO_BAD[-1]  # high uncertainty: red
+    assert good.formatters["miou"]["color"][-1] == GOOD_TO_BAD[0]  # high mIoU: green
+
+
 def test_binary_iou_against_ground_truth():
     gt = np.array([[0, 0, 1], [1, 255, 0]])
     pred = np.array([[1, 0, 1], [0, 1, 0]], bool)

@@ -437,12 +437,18 @@ class Dashboard(pn.viewable.Viewer):
 # and returns the tab's components. TABS names the session params each one reads; the Dashboard binds them.
 
 
-def image_table(frame: pd.DataFrame, bar_column: str, size: int, open_image) -> pn.widgets.Tabulator:
-    """One row an image (``frame`` has an ``index`` column), ``bar_column`` drawn as a 0..1 bar;
-    clicking a row calls ``open_image(index)``."""
+GOOD_TO_BAD = ["#2DC214", "#F1C40F", "#E74C3C"]  # Tabulator progress colours, low value to high
+
+
+def image_table(
+    frame: pd.DataFrame, bar_column: str, size: int, open_image, high_is_good: bool = True
+) -> pn.widgets.Tabulator:
+    """One row an image (``frame`` has an ``index`` column), ``bar_column`` drawn as a 0..1 bar, green
+    where the value is good (a high mIoU, a low uncertainty); clicking a row calls ``open_image(index)``."""
+    colors = GOOD_TO_BAD[::-1] if high_is_good else GOOD_TO_BAD
     table = pn.widgets.Tabulator(
         frame, disabled=True, show_index=False, height=size, width=size, selectable=False,
-        formatters={bar_column: {"type": "progress", "max": 1, "legend": True}},
+        formatters={bar_column: {"type": "progress", "max": 1, "legend": True, "color": colors}},
     )  # fmt: skip
     table.on_click(lambda event: open_image(int(frame.loc[event.row, "index"])))
     return table
@@ -473,7 +479,7 @@ async def ranking_table(s: DashboardSession, open_image):
     """A note while every image of the split is ranked (in a thread), then the clickable table."""
     yield pn.Row(pn.indicators.LoadingSpinner(value=True, size=20), f"ranking {len(s.names)} images by uncertainty...")
     rows = await asyncio.to_thread(s.uncertainty_ranking)
-    yield image_table(pd.DataFrame(rows).round(3), "uncertainty", 420, open_image)
+    yield image_table(pd.DataFrame(rows).round(3), "uncertainty", 420, open_image, high_is_good=False)
 
 
 def affinity_view(s: DashboardSession, open_image) -> list:

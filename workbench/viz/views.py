@@ -82,10 +82,20 @@ def uncertainty_map(probs: np.ndarray, kind: str = "entropy") -> np.ndarray:
     return entropy_map(probs) if kind == "entropy" else margin_map(probs)
 
 
-def top_pixels(values: np.ndarray, k: int = 3, spacing: int = 4) -> list[tuple[int, int]]:
-    """The ``k`` highest pixels ``(row, col)`` of an ``(H, W)`` map, at least ``spacing`` pixels apart."""
+BORDER_FRACTION = 0.03  # of the shorter side: a frame where padding and resizing make every model unsure
+
+
+def top_pixels(
+    values: np.ndarray, k: int = 3, spacing: int = 4, border: float = BORDER_FRACTION
+) -> list[tuple[int, int]]:
+    """The ``k`` highest pixels ``(row, col)`` of an ``(H, W)`` map, at least ``spacing`` pixels apart and
+    off the image's outer ``border`` (a fraction of the shorter side) when the image is big enough to
+    have one: uncertainty there is the padding's, not a place worth a click."""
     values = np.array(values, dtype=np.float64)
     h, w = values.shape
+    frame = int(round(border * min(h, w)))
+    if frame and min(h, w) > 4 * frame:
+        values[:frame], values[-frame:], values[:, :frame], values[:, -frame:] = np.nan, np.nan, np.nan, np.nan
     picks = []
     for _ in range(k):
         if not np.isfinite(values).any():
