@@ -332,3 +332,17 @@ def test_every_tab_of_a_weakshot_run_marks_novel_classes_and_clips_no_title(weak
         assert {f"{n} (novel)" for n in novel} <= set(heat.data["prediction"])
     finally:
         s.close()
+
+
+def test_every_class_of_a_21_class_dataset_has_a_key_and_the_help_lists_them():
+    """Issue 26 item 11: CamVid's 11th class and MSRC-21's 11th..21st had no key; help said "1 ... 9, 0"."""
+    from workbench.dashboard.canvas import shortcuts
+    from workbench.viz import views
+
+    keys = [views.class_key(c) for c in range(21)]
+    assert len(set(keys)) == 21 and "" not in keys and not set(keys) & set("zZnpe?[]")
+    assert [views.class_of_key(k) for k in keys] == list(range(21))
+    listed = dict(shortcuts(21))
+    assert listed["1 … 9, 0"].startswith("pick class 1 … 10")
+    assert listed[" ".join(keys[10:])] == "pick class 11 … 21"
+    assert [k for k, _ in shortcuts(8)][0] == "1 … 8" and len(shortcuts(8)) == len(shortcuts(10))

@@ -35,7 +35,11 @@ def shortcuts(num_classes: int) -> tuple[tuple[str, str], ...]:
     """Every key the dashboard answers, as the ``?`` help lists them (a test checks both ways)."""
     last = min(num_classes, 10)
     digits = "1" if last == 1 else f"1 … {min(last, 9)}" + (", 0" if last == 10 else "")
-    return ((digits, f"pick class 1 … {last} (each class button shows its digit)"), *KEYS)
+    keys = [(digits, f"pick class 1 … {last} (each class button shows its key)")]
+    letters = views.CLASS_KEYS[10:num_classes]
+    if letters:
+        keys.append((" ".join(letters), f"pick class 11 … {10 + len(letters)}"))
+    return (*keys, *KEYS)
 
 
 class KeyboardShortcuts(JSComponent):

@@ -62,6 +62,7 @@ from workbench.modeling.backbones import Backbone
 from workbench.train import runs
 from workbench.train.checkpoint import read_jsonl, resolve_run
 from workbench.train.config import pick_device
+from workbench.viz import views
 
 OVERLAYS = ("prediction", "ground truth", "pseudo-mask", "none")
 MAX_BRUSH = 50.0
@@ -372,12 +373,13 @@ class DashboardSession(param.Parameterized):
         return done
 
     def handle_key(self, key: str) -> str:
-        """Keyboard shortcuts: digits pick the class (1 = first), ``[``/``]`` brush width, ``z``/``Z`` undo/redo, ``n``/``p`` images."""
+        """Keyboard shortcuts: digits, then the letters of :data:`~workbench.viz.views.CLASS_KEYS`, pick the class
+        (1 = first), ``[``/``]`` brush width, ``z``/``Z`` undo/redo, ``n``/``p`` images."""
+        cls = views.class_of_key(key)
+        if cls is not None and cls < len(self.classes):
+            self.active_class = cls
+            return f"class {self.classes[cls]}"
         if key.isdigit() and len(key) == 1:
-            cls = (int(key) - 1) % 10
-            if cls < len(self.classes):
-                self.active_class = cls
-                return f"class {self.classes[cls]}"
             return f"no class {key}"
         actions = {
             "[": lambda: setattr(self, "brush_width", max(1.0, self.brush_width - 1)),

@@ -249,9 +249,19 @@ def marked(name: str, cls: int, novel: Sequence[int] = ()) -> str:
     return f"{name}{NOVEL_MARK}" if cls in novel else name
 
 
+# One key a class: the digits (1 for the first, 0 for the tenth), then letters no other shortcut uses
+# (z undo, n/p images, e eraser), so MSRC-21's 21 classes and CamVid's 11 all have one.
+CLASS_KEYS = "1234567890qwrtyuiosdfghjklxcvbm"
+
+
 def class_key(cls: int) -> str:
-    """The digit that picks class ``cls`` (1 for the first, 0 for the tenth; none after)."""
-    return str((cls + 1) % 10) if cls < 10 else ""
+    """The key that picks class ``cls`` ("" past the last key)."""
+    return CLASS_KEYS[cls] if 0 <= cls < len(CLASS_KEYS) else ""
+
+
+def class_of_key(key: str) -> int | None:
+    """The class index a key picks, or None for a key that picks no class."""
+    return CLASS_KEYS.index(key) if len(key) == 1 and key in CLASS_KEYS else None
 
 
 def class_button_labels(classes: Sequence[str], novel: Sequence[int] = ()) -> dict[str, int]:
