@@ -469,3 +469,18 @@ def test_versions_are_listed_and_one_can_be_made_current_from_the_sidebar(dashbo
     assert s.model_version == 0 and "v0 (opened)" not in d.version_picker.options
     table = next(o for o in open_tab(d, "Metrics") if isinstance(o, pn.widgets.Tabulator))
     assert list(table.value["version"]) == [0, 1] and list(table.value["current"]) == [True, False]
+
+
+def test_runs_of_other_datasets_splits_or_classes_are_compared_with_a_warning():
+    """Issue 26 item 12: run A vs run B compared runs of different datasets without a word."""
+
+    def run(name: str, dataset: str, classes: list[str], split: str = "val") -> dict:
+        config = {"dataset": {"name": dataset, "classes": classes}, "train_config": {"val_split": split}}
+        return {"name": name, "config": config, "summary": None, "records": []}
+
+    camvid, other = run("a", "camvid", ["sky", "road"]), run("b", "camvid", ["sky", "road"])
+    assert views.comparison_mismatch(camvid, other) == ""
+    assert "other classes" in views.comparison_mismatch(camvid, run("m", "msrc21", ["grass", "cow", "tree"]))
+    assert "on camvid" in views.comparison_mismatch(camvid, run("c", "camvid-copy", ["sky", "road"]))
+    assert "scored on val" in views.comparison_mismatch(camvid, run("t", "camvid", ["sky", "road"], "tune"))
+    assert views.comparison_mismatch({"name": "x", "config": None}, camvid) == ""  # an old run: nothing to say

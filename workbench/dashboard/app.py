@@ -550,7 +550,9 @@ def compare_view(s: DashboardSession, first: str | None, second: str | None):
         a, b = (read_run(safe_path(s.runs_root, p)) for p in (first, second))
     except USER_ERRORS as err:
         return pn.pane.Alert(str(err), alert_type="warning")
-    return plot_pane(views.compare_runs(a, b))
+    plot = plot_pane(views.compare_runs(a, b))
+    mismatch = views.comparison_mismatch(a, b)
+    return pn.Column(pn.pane.Alert(mismatch, alert_type="warning"), plot) if mismatch else plot
 
 
 TABS = {  # title: (view, the session params it reads)

@@ -556,6 +556,28 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def comparison_mismatch(first: dict, second: dict) -> str:
+    """Why two runs' numbers do not compare ("" when they do): another dataset, split or class list."""
+
+    def where(run: dict) -> tuple:
+        cfg = run.get("config") or {}
+        dataset = cfg.get("dataset") or {}
+        return (
+            dataset.get("name"),
+            tuple(dataset.get("classes") or ()),
+            (cfg.get("train_config") or {}).get("val_split"),
+        )
+
+    (name_a, classes_a, split_a), (name_b, classes_b, split_b) = where(first), where(second)
+    if classes_a and classes_b and classes_a != classes_b:
+        return f"{first['name']} and {second['name']} have other classes: their IoUs are not of the same classes"
+    if name_a and name_b and name_a != name_b:
+        return f"{first['name']} is on {name_a}, {second['name']} on {name_b}: the numbers are of other images"
+    if split_a and split_b and split_a != split_b:
+        return f"{first['name']} is scored on {split_a}, {second['name']} on {split_b}: not the same images"
+    return ""
+
+
 def compare_runs(first: dict, second: dict) -> hv.Bars | hv.Text:
     """Per-class IoU of two runs side by side (``read_run`` dicts with a ``summary``); a class novel in
     either run is named "... (novel)"."""
