@@ -185,6 +185,14 @@ def _check_size(size, image: str) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def _check_box_on_image(box: Box, size: tuple[int, int], where: str) -> None:
+    if box.row0 < 0 or box.col0 < 0 or box.row1 > size[0] or box.col1 > size[1]:
+        raise AnnotationError(
+            f"{where} ({box.row0},{box.col0})-({box.row1},{box.col1}) reaches off the {size[0]}x{size[1]} image; "
+            f"keep 0<=row<={size[0]}, 0<=col<={size[1]}"
+        )
+
+
 def _check_item(item, size: tuple[int, int], num_classes: int, image: str, validated: bool = False) -> Item:
     """A clean copy of ``item`` (plain floats and ints) or :class:`AnnotationError` naming the bad field.
 
@@ -212,11 +220,7 @@ def _check_item(item, size: tuple[int, int], num_classes: int, image: str, valid
             _number(v, f"{where}: box corner") for v in (item.row0, item.col0, item.row1, item.col1)
         )
         item = Box(row0, col0, row1, col1, _class_index(item.cls, num_classes, f"{where}: box"))
-        if item.row0 < 0 or item.col0 < 0 or item.row1 > size[0] or item.col1 > size[1]:
-            raise AnnotationError(
-                f"{where}: box ({item.row0},{item.col0})-({item.row1},{item.col1}) reaches off the "
-                f"{size[0]}x{size[1]} image; keep 0<=row<={size[0]}, 0<=col<={size[1]}"
-            )
+        _check_box_on_image(item, size, f"{where}: box")
     else:
         raise AnnotationError(f"{where}: expected a Point, Scribble or Box, got {type(item).__name__}")
     weak = WeakLabels(
@@ -631,11 +635,7 @@ def fit_to_split(
         try:  # the store checks each item again as it stores it: here once per image, cheaply
             weak = check_on_image(weak.validate(info.num_classes, where=f"image {name!r}"), f"image {name!r}")
             for i, b in enumerate(weak.boxes):
-                if b.row0 < 0 or b.col0 < 0 or b.row1 > size[0] or b.col1 > size[1]:
-                    raise AnnotationError(
-                        f"image {name!r}: box {i} ({b.row0},{b.col0})-({b.row1},{b.col1}) reaches off the "
-                        f"{size[0]}x{size[1]} image; keep 0<=row<={size[0]}, 0<=col<={size[1]}"
-                    )
+                _check_box_on_image(b, (int(size[0]), int(size[1])), f"image {name!r}: box {i}")
         except WeakLabelError as err:
             skipped[name] = str(err)
             continue
