@@ -183,3 +183,18 @@ def test_bootstrap_pairs_images_rows_must_share_them():
     rng = np.random.default_rng(2)
     with pytest.raises(ValueError, match="same images"):
         bootstrap_paired_difference(_image_cms(rng, 1, 5, 3, 0.5), _image_cms(rng, 1, 6, 3, 0.5))
+
+
+def test_pseudo_label_quality_counts_only_unannotated_pixels_with_a_ground_truth_class():
+    from workbench.metrics import pseudo_label_counts, pseudo_label_scores
+
+    gt = torch.tensor([[[0, 0, 1, 1, 2, 255]]])
+    label = torch.tensor([[[0, UNLABELED, UNLABELED, UNLABELED, UNLABELED, UNLABELED]]])  # one click on class 0
+    pseudo = torch.tensor([[[0, 0, 0, 1, UNLABELED, 1]]])  # right, wrong, right, none, void pixel (not scored)
+    counts = pseudo_label_counts(pseudo, label, gt, num_classes=3)
+    assert counts == {"right": 2, "kept": 3, "open": 4, "annotated_right": 1, "annotated": 1}
+    assert pseudo_label_scores(counts) == {
+        "pseudo_precision": pytest.approx(2 / 3),
+        "pseudo_coverage": 0.75,
+        "label_precision": 1.0,
+    }

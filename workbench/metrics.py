@@ -120,3 +120,31 @@ def bootstrap_paired_difference(
         "level": level, "samples": samples, "images": n,
         "per_seed": [float(x - y) for x, y in zip(per_seed_a[:pairs], per_seed_b[:pairs])],
     }  # fmt: skip
+
+
+def pseudo_label_counts(
+    pseudo: torch.Tensor, label: torch.Tensor, gt: torch.Tensor, num_classes: int
+) -> dict[str, int]:
+    """Counts for the quality of pseudo labels against ground truth, over ``(B, H, W)`` maps.
+
+    ``label`` holds the annotations (class ids, anything >= ``num_classes`` unannotated or void), ``pseudo``
+    the method's labels (class ids or >= ``num_classes`` for none). Unannotated pixels with a ground-truth
+    class are the ones scored: ``kept`` of them got a pseudo label, ``right`` a correct one.
+    """
+    scored = (label >= num_classes) & (gt < num_classes) & (label != 255)
+    hit = scored & (pseudo < num_classes)
+    annotated = (label < num_classes) & (gt < num_classes)
+    return {
+        "right": int((hit & (pseudo == gt)).sum()), "kept": int(hit.sum()), "open": int(scored.sum()),
+        "annotated_right": int((annotated & (label == gt)).sum()), "annotated": int(annotated.sum()),
+    }  # fmt: skip
+
+
+def pseudo_label_scores(counts: dict[str, int]) -> dict[str, float]:
+    """``pseudo_precision`` (right / kept), ``pseudo_coverage`` (kept / open) and ``label_precision``
+    (annotations that agree with ground truth) from summed :func:`pseudo_label_counts`."""
+    return {
+        "pseudo_precision": counts["right"] / max(counts["kept"], 1),
+        "pseudo_coverage": counts["kept"] / max(counts["open"], 1),
+        "label_precision": counts["annotated_right"] / max(counts["annotated"], 1),
+    }

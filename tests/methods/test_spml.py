@@ -272,3 +272,16 @@ def test_spml_point_setting_is_reachable_from_the_cli(tmp_path, synthetic_root):
         spml.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["method_config"].items()}) == paper
     )
     assert saved["train_config"]["point_radius"] == 2.0
+
+
+def test_train_diagnostics_score_pseudo_labels_and_seeds_against_ground_truth(synthetic_root):
+    """Issue 31 ask 5: spml's pseudo labels and seeds against ground truth, a report and never a signal."""
+    info = load_dataset_info(synthetic_root)
+    dataset = SegmentationDataset(info, "train", "points", include_gt=True, limit=4)
+    model = spml.build(info.num_classes, spml.Config(), TINY)
+    model.train()
+    diag = spml.train_diagnostics(model, dataset, torch.device("cpu"), spml.Config())
+    assert diag["label_precision"] == 1.0 and diag["seed_precision"] == 1.0  # point seeds are the clicks
+    assert 0.0 < diag["pseudo_coverage"] <= 1.0 and 0.0 <= diag["pseudo_precision"] <= 1.0
+    assert 0.0 < diag["seed_coverage"] < 0.1  # one click a region labels a sliver of the pixels
+    assert model.training  # left in the mode it was in

@@ -51,6 +51,7 @@ Inference is the arg-max of the student's ``Y`` (no CRF).
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.labels.weak_labels import IGNORE, UNLABELED
+from workbench.metrics import pseudo_label_counts, pseudo_label_scores
 from workbench.modeling.affinity import denormalize, local_affinity, propagate
 from workbench.modeling.backbones import Backbone, build_smp
 from workbench.modeling.losses import check_crf_config, check_loss_weights, crf_term, ramp, sparse_cross_entropy
@@ -393,26 +395,14 @@ def train_diagnostics(model: SingleStageNet, dataset, device: torch.device, conf
 
     was_training = model.training
     model.eval()
-    right = kept = open_ = ann_right = ann = 0
-    num_classes = None
+    totals: Counter[str] = Counter()
+    num_classes = model.net.segmentation_head[0].out_channels
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        num_classes = num_classes or model.net.segmentation_head[0].out_channels
         pseudo, _ = teacher_pseudo_targets(model, batch, num_classes, config)
-        label, gt = batch["label"], batch["mask"]
-        scored = (label >= num_classes) & (label != IGNORE) & (gt < num_classes)
-        hit = scored & (pseudo < num_classes)
-        right += int((hit & (pseudo == gt)).sum())
-        kept += int(hit.sum())
-        open_ += int(scored.sum())
-        annotated = (label < num_classes) & (gt < num_classes)
-        ann_right += int((annotated & (label == gt)).sum())
-        ann += int(annotated.sum())
+        totals.update(pseudo_label_counts(pseudo, batch["label"], batch["mask"], num_classes))
     model.train(was_training)
-    return {
-        "pseudo_precision": right / max(kept, 1), "pseudo_coverage": kept / max(open_, 1),
-        "label_precision": ann_right / max(ann, 1),
-    }  # fmt: skip
+    return pseudo_label_scores(totals)
 
 
 def predict(model: SingleStageNet, images: torch.Tensor) -> torch.Tensor:

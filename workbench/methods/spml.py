@@ -69,6 +69,7 @@ Differences from the paper, in one run on a small CPU budget (documented choices
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +79,7 @@ from torch import nn
 
 from workbench.labels.weak_labels import IGNORE, UNLABELED
 from workbench.methods import cam
+from workbench.metrics import pseudo_label_counts, pseudo_label_scores
 from workbench.modeling.affinity import denormalize, downsample_labels
 from workbench.modeling.backbones import Backbone, build_smp
 from workbench.modeling.losses import check_crf_config, check_loss_weights, crf_term, sparse_cross_entropy
@@ -630,6 +632,41 @@ def make_pseudo_labels(out: dict, label: torch.Tensor, tags: torch.Tensor, memor
         scores = knn_labels(embed, protos[keep], labels[keep], config.knn_k, num_classes)
         scores = scores * (tags[:, :, None, None] > 0)
     return pseudo_labels(scores, label, num_classes)
+
+
+@torch.no_grad()
+def train_diagnostics(model: SpmlNet, dataset, device: torch.device, config: Config, batch_size: int = 8) -> dict:
+    """Quality of the classifier's pseudo labels against ground truth on training images (a report, never a
+    signal): the labels :func:`make_pseudo_labels` gives from the current model and memory bank, scored on
+    the unannotated pixels (``pseudo_precision``, ``pseudo_coverage``), and of the seeds the losses use
+    (the annotations, or CAM seeds for tags and boxes: ``seed_precision``, ``seed_coverage``).
+
+    ``dataset`` yields ``image``, ``label``, ``tags``, ``index`` and ground truth ``mask`` (``include_gt=True``).
+    """
+    from torch.utils.data import DataLoader
+
+    was_training = model.training
+    model.eval()
+    pseudo_totals: Counter[str] = Counter()
+    seed_totals: Counter[str] = Counter()
+    memory = model.memory[-config.memory_iterations :] if config.memory_iterations else []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        out = model(batch["image"])
+        num_classes, gt = batch["tags"].shape[1], batch["mask"]
+        seeds, _ = seed_labels(model.tag_head, out["deep"], {**batch, "progress": 1.0}, config, num_classes)
+        pseudo = make_pseudo_labels(out, seeds, batch["tags"], memory, config)
+        pseudo_totals.update(pseudo_label_counts(pseudo, batch["label"], gt, num_classes))
+        blank = torch.where(batch["label"] == IGNORE, batch["label"], torch.full_like(batch["label"], UNLABELED))
+        seed_totals.update(pseudo_label_counts(seeds, blank, gt, num_classes))  # every seed scored
+    model.train(was_training)
+    scores = pseudo_label_scores(pseudo_totals)
+    seeds_scored = pseudo_label_scores(seed_totals)
+    return {
+        **scores,
+        "seed_precision": seeds_scored["pseudo_precision"],
+        "seed_coverage": seeds_scored["pseudo_coverage"],
+    }
 
 
 def predict(model: SpmlNet, images: torch.Tensor) -> torch.Tensor:
