@@ -128,3 +128,19 @@ def test_a_hostile_export_is_a_one_line_error(case, synthetic_root, tmp_path, ca
     assert "Traceback" not in err and words in err and str(path) in err, err
     assert err.count("\n") == 1, err
     assert not store.exists(), "a refused import created the store"
+
+
+@pytest.mark.parametrize("fmt", ["weakseg", "labelstudio", "coco"])
+def test_a_label_file_past_the_size_limit_is_refused_before_it_is_read(fmt, synthetic_root, tmp_path, capsys):
+    """Issue 25: a 244 MB Label Studio file was still importing at 120 s; one past the limit is refused at once,
+    naming the limit (a sparse file: no disk is used)."""
+    from workbench.labels.weak_labels import MAX_LABEL_FILE_BYTES
+
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as f:
+        f.truncate(MAX_LABEL_FILE_BYTES + 1)
+    source = ["--json", str(path)] if fmt == "weakseg" else ["--format", fmt, "--file", str(path)]
+    argv = ["annotations", "import", "--store", str(tmp_path / "s.sqlite"), "--data", str(synthetic_root), *source]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is more than" in err and "512 MiB" in err and str(path) in err, err

@@ -57,6 +57,7 @@ from workbench.labels.weak_labels import (
     WeakLabelSet,
     _draw_scribble,
     _longest_path,
+    check_file_size,
 )
 
 FORMATS = ("labelstudio", "cvat", "coco")
@@ -110,6 +111,7 @@ def import_labels(
     """
     _check_format(fmt)
     path = Path(path)
+    check_file_size(path, f"{fmt} file")
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as err:

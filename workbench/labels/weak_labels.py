@@ -552,11 +552,28 @@ def parse_json_text(text: str | bytes, where: str) -> object:
         raise WeakLabelError(f"{where}: not valid JSON ({err}); re-export the annotations") from None
 
 
+MAX_LABEL_FILE_BYTES = 512 * 2**20  # a label file read whole: about 8 minutes of import at ~1 MB/s
+
+
+def check_file_size(path: Path, what: str) -> None:
+    """Refuse a label file too big to read whole, naming the limit, before a byte of it is read."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # the reader names a missing or unreadable file
+    if size > MAX_LABEL_FILE_BYTES:
+        raise WeakLabelError(
+            f"{path}: {size / 2**20:.0f} MiB is more than a {what} may be ({MAX_LABEL_FILE_BYTES // 2**20} MiB); "
+            "split it, e.g. one file per split or per batch of tasks, and import the parts"
+        )
+
+
 def load_weak_labels(path: str | Path) -> WeakLabelSet:
     """Read and validate a weak-label JSON file written by :func:`save_weak_labels`."""
     path = Path(path)
     if path.is_dir():
         raise WeakLabelError(f"{path}: is a folder; pass the weak-label JSON file")
+    check_file_size(path, "weak-label file")
     try:
         text = path.read_bytes()
     except FileNotFoundError:
