@@ -244,8 +244,7 @@ def ls_rle_encode(region: np.ndarray) -> list[int]:
 
 def ls_rle_decode(rle: Sequence[int], height: int, width: int) -> np.ndarray:
     """Label Studio brush RLE -> boolean ``(H, W)`` region (alpha > 0)."""
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_IMPORT_SIDE for v in (height, width)):
-        raise InterchangeError(f"brush image size {height}x{width} must be whole numbers 1..{MAX_IMPORT_SIDE}")
+    _check_decodable_size(height, width, "brush image")
     if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in rle):
         raise InterchangeError("brush RLE must be a list of bytes 0..255; re-export the task from Label Studio")
     bits = np.unpackbits(np.asarray(rle, dtype=np.uint8))
@@ -641,8 +640,7 @@ def _coco_region(segmentation, h: int, w: int, where: str) -> np.ndarray:
     """Boolean mask of a COCO segmentation: RLE (compressed or not) or polygons, each checked before
     pycocotools sees it (a NaN vertex made it allocate 19 GB; a run length past uint32 overflowed)."""
     m = _mask_utils()
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_IMPORT_SIDE for v in (h, w)):
-        raise InterchangeError(f"{where}: image size {h}x{w} must be positive whole numbers up to {MAX_IMPORT_SIDE}")
+    _check_decodable_size(h, w, f"{where}: image")
     if isinstance(segmentation, list):
         for polygon in segmentation:
             _check_polygon(polygon, h, w, where)
@@ -663,6 +661,15 @@ def _coco_region(segmentation, h: int, w: int, where: str) -> np.ndarray:
     if list(rle["size"]) != [h, w]:
         raise InterchangeError(f"{where}: segmentation size {list(rle['size'])} differs from the image's [{h}, {w}]")
     return m.decode(rle).astype(bool)
+
+
+def _check_decodable_size(h, w, what: str) -> None:
+    """A size a mask may be decoded at: whole numbers 1..MAX_IMPORT_SIDE, so a number in a file cannot
+    make numpy or pycocotools allocate gigabytes."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_IMPORT_SIDE for v in (h, w)):
+        raise InterchangeError(
+            f"{what} size {h}x{w} must be whole numbers 1..{MAX_IMPORT_SIDE} (positive, up to {MAX_IMPORT_SIDE} a side)"
+        )
 
 
 def _check_polygon(polygon, h: int, w: int, where: str) -> None:

@@ -16,6 +16,8 @@ import json
 import re
 import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,17 +238,15 @@ def _scan_split(info: DatasetInfo, split: str) -> tuple[list[str], list[str]]:
     return sorted(names), skipped
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB; grayscale, RGBA, palette and 16-bit images are converted."""
-    path = Path(path)
+@contextmanager
+def _opened_image(path: Path) -> Iterator[Image.Image]:
+    """The image file opened by PIL (pixels not decoded yet), every failure a DatasetError naming it."""
     _check_regular(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_pixels refuses it
             with Image.open(path) as img:
-                _check_pixels(path, img.size)
-                img.load()
-                return image_to_rgb(img)
+                yield img
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file missing") from None
     except Image.DecompressionBombError as err:
@@ -257,17 +257,19 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DatasetError(f"{path}: unreadable or corrupt image ({err}); re-export or remove it") from None
 
 
+def read_image(path: str | Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB; grayscale, RGBA, palette and 16-bit images are converted."""
+    path = Path(path)
+    with _opened_image(path) as img:
+        _check_pixels(path, img.size)
+        img.load()
+        return image_to_rgb(img)
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of an image from its header, without decoding the pixels."""
-    path = Path(path)
-    _check_regular(path, "image")
-    try:
-        with Image.open(path) as img:
-            return img.height, img.width
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: image file missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"{path}: unreadable or corrupt image ({err}); re-export or remove it") from None
+    with _opened_image(Path(path)) as img:
+        return img.height, img.width
 
 
 def _check_regular(path: Path, what: str) -> None:
