@@ -246,6 +246,12 @@ def _cam_tags_ignored():
     replace_everywhere(m, "normalize_cams", lambda orig: lambda cams, tags=None: orig(cams, None))
 
 
+def _ramp_inverted():
+    from workbench.modeling import losses as m
+
+    replace_everywhere(m, "ramp", lambda orig: lambda progress, start, end: 1.0 - orig(progress, start, end))
+
+
 def _pce_targets_permuted():
     from workbench.modeling import losses as m
 
@@ -332,6 +338,10 @@ MUTATIONS: list[Mutation] = [
              "sparse cross-entropy targets shifted to the next class",
              ("tests/methods/test_contract.py::test_partial_ce_is_the_mean_over_labelled_pixels",),
              _pce_targets_permuted),
+    Mutation("ramp_inverted", "ramp (shared: cam, single_stage)", "inverted target",
+             "loss-weight ramp runs 1 -> 0 instead of 0 -> 1",
+             ("tests/modeling/test_losses.py::test_ramp_is_zero_before_start_linear_to_end_and_a_step_when_they_meet",
+              CAM + "test_segmenter_waits_for_the_ramp", SS + "test_ramp_starts_at_zero"), _ramp_inverted),
     Mutation("crf_sign", "CRF loss (shared)", "sign flip", "dense CRF loss negated",
              (CRF + "test_edge_aligned_prediction_costs_less_than_edge_crossing",
               CRF + "test_gradient_descent_on_logits_lowers_it_and_gated_pixels_get_no_gradient"), _crf_sign),
